@@ -1,0 +1,72 @@
+"""2-D convolution (NHWC, HWIO) with an optional fast weight gradient for XLA:CPU.
+
+On XLA:CPU a convolution's weight gradient inside a `lax.scan` body is left in a non-canonical
+layout and misses the fast path (JAX issue #12868), ~50× slower. The weight gradient of a stride-1
+'SAME' convolution with an odd kernel is itself an ordinary NHWC forward convolution once the
+batch and channel axes are swapped:
+
+    dW[i, j, ci, co] = Σ_{b,h,w} x_pad[b, h+i, w+j, ci] · g[b, h, w, co]
+                     = conv(x as [C_in, H, W, B], g as kernel [H, W, B, C_out], padding k//2)
+
+`swapped_weight_grad=True` computes it that way (a `jax.custom_vjp`); the input gradient is the
+usual transposed convolution. Values and gradients equal the plain convolution's.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _plain_conv(x: Array, kernel: Array, stride: int, padding: str) -> Array:
+    return jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), padding, dimension_numbers=_DIMS
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=())
+def _swapped_grad_conv(x: Array, kernel: Array) -> Array:
+    return _plain_conv(x, kernel, 1, "SAME")
+
+
+def _swapped_fwd(x: Array, kernel: Array):
+    return _plain_conv(x, kernel, 1, "SAME"), (x, kernel)
+
+
+def _swapped_bwd(residuals, g: Array):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x_: _plain_conv(x_, kernel, 1, "SAME"), x)
+    (dx,) = input_vjp(g)
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    x_swapped = jnp.transpose(x, (3, 1, 2, 0))  # [C_in, H, W, B]
+    g_as_kernel = jnp.transpose(g, (1, 2, 0, 3))  # [H, W, B, C_out]
+    dw = jax.lax.conv_general_dilated(
+        x_swapped,
+        g_as_kernel,
+        (1, 1),
+        ((kh // 2, kh // 2), (kw // 2, kw // 2)),
+        dimension_numbers=_DIMS,
+    )  # [C_in, kh, kw, C_out]
+    return dx, jnp.transpose(dw, (1, 2, 0, 3)).astype(kernel.dtype)
+
+
+_swapped_grad_conv.defvjp(_swapped_fwd, _swapped_bwd)
+
+
+def supports_swapped_weight_grad(kernel_size: int, stride: int, padding: str) -> bool:
+    """Whether the swapped-axes weight gradient applies (stride 1, 'SAME', odd kernel)."""
+    return stride == 1 and padding == "SAME" and kernel_size % 2 == 1
+
+
+def conv2d(
+    x: Array, kernel: Array, stride: int = 1, padding: str = "SAME", swapped_weight_grad: bool = False
+) -> Array:
+    """Convolve ``x`` [B, H, W, C_in] with ``kernel`` [k, k, C_in, C_out] → [B, H', W', C_out]."""
+    if swapped_weight_grad and supports_swapped_weight_grad(kernel.shape[0], stride, padding):
+        return _swapped_grad_conv(x, kernel)
+    return _plain_conv(x, kernel, stride, padding)

@@ -1,0 +1,34 @@
+"""The seven training methods, registered in one place.
+
+Every method has ``train_step(net, params, opt_state, inputs, labels, *, optimizer, config)``
+→ ``(params, opt_state, StepOutput)`` with inputs [T, B, ...] and labels [B]; the trainer looks
+methods up here by name and never branches on them.
+"""
+
+from __future__ import annotations
+
+from safjax.methods import bptt, ottt_a, ottt_o, saf_e, saf_f, spike_rep, tbptt
+from safjax.methods.base import Method, StepOutput
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("bptt", bptt.train_step, "1", "backpropagation through time (spec §2)"),
+        Method("tbptt", tbptt.train_step, "ceil(T/K)", "temporally-truncated BPTT (spec §7)"),
+        Method("ottt_a", ottt_a.train_step, "1", "OTTT, gradients summed over T (spec §3)"),
+        Method("ottt_o", ottt_o.train_step, "T", "OTTT, update every step (spec §3)"),
+        Method("saf_e", saf_e.train_step, "T", "SAF, update every step (spec §4)"),
+        Method("saf_f", saf_f.train_step, "1", "SAF, update at the final step (spec §4)"),
+        Method("spike_rep", spike_rep.train_step, "1", "spike representation, SR (spec §6)"),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name``; a clear error listing the valid names otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {name!r}; valid methods: {', '.join(METHODS)}.")
+    return METHODS[name]
+
+
+__all__ = ["METHODS", "Method", "StepOutput", "get_method"]

@@ -1,0 +1,67 @@
+"""What every training method returns, and the shared pieces of their time loops."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Array = jax.Array
+
+
+class StepOutput(NamedTuple):
+    """Metrics of one training minibatch."""
+
+    loss: Array  # [] the method's total loss over the minibatch
+    outputs: Array  # [B, C] Σ_t o[t]; prediction = argmax (spec §1)
+    firing_rates: tuple  # per spiking layer, [] mean spikes per neuron per step
+
+
+class Method(NamedTuple):
+    """A registered training method.
+
+    ``train_step(net, params, opt_state, inputs, labels, *, optimizer, config)``
+    → ``(params, opt_state, StepOutput)``; inputs [T, B, ...], labels [B].
+    """
+
+    name: str
+    train_step: Callable
+    updates_per_minibatch: str
+    summary: str
+
+
+def mean_rates(spikes: tuple) -> tuple:
+    """Per-layer mean of spike arrays (any shapes) → tuple of scalars."""
+    return tuple(jnp.mean(s) for s in spikes)
+
+
+def apply_gradients(optimizer: optax.GradientTransformation, grads, opt_state, params):
+    """One optimizer update; returns (params, opt_state)."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def tree_add(a, b):
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def combine_rates(rates_before_last: tuple, last_spikes: tuple) -> tuple:
+    """Firing rates over T steps from per-step rates of steps 1..T−1 ([T−1] each) and step T's spikes."""
+    return tuple(
+        (r.sum() + jnp.mean(s)) / (r.shape[0] + 1) for r, s in zip(rates_before_last, last_spikes)
+    )
+
+
+def one_update_train_step(loss_and_grads: Callable) -> Callable:
+    """A ``train_step`` from ``loss_and_grads(net, params, inputs, labels, config)``
+    → ``((loss, (outputs, rates)), grads)``: one optimizer update per minibatch."""
+
+    def train_step(net, params, opt_state, inputs, labels, *, optimizer, config):
+        """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
+        (loss, (outputs, rates)), grads = loss_and_grads(net, params, inputs, labels, config)
+        params, opt_state = apply_gradients(optimizer, grads, opt_state, params)
+        return params, opt_state, StepOutput(loss, outputs, rates)
+
+    return train_step

@@ -1,0 +1,54 @@
+"""BPTT (spec §2): unroll all T steps, loss Σ_t L[t], differentiate through time (reset path
+included unless ``detach_reset``). Memory grows linearly in T; ``config.remat`` rematerialises
+each step in the backward pass (`jax.checkpoint`), the strong baseline.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from safjax import losses
+from safjax import network as network_lib
+from safjax import simulate
+from safjax.methods import base
+
+NAME = "bptt"
+
+
+def sequence_loss(net: network_lib.Network, config, num_steps: int, remat: bool = False):
+    """``loss(params, state, inputs [K, B, ...], labels)`` over K steps, each L[t] = ℓ(o[t])/T.
+
+    Returns ``(loss, (state, Σ o[t] [B, C], per-step rates [K] per layer))``.
+    """
+
+    def step(params, labels, state, x_t):
+        state, (output, spikes) = simulate.network_step(net, params, state, x_t)
+        loss = losses.ce_mse_loss(output, labels, config.mse_weight) / num_steps
+        return state, (loss, output, base.mean_rates(spikes))
+
+    if remat:
+        step = jax.checkpoint(step)
+
+    def loss_fn(params, state, inputs, labels):
+        state, (loss, outputs, rates) = jax.lax.scan(
+            lambda s, x: step(params, labels, s, x), state, inputs, unroll=config.unroll
+        )
+        return loss.sum(), (state, outputs.sum(0), rates)
+
+    return loss_fn
+
+
+def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
+    """((loss, (outputs Σ_t o[t] [B, C], per-layer firing rates)), grads)."""
+    network_lib.check_inputs(net, inputs, labels)
+    loss_fn = sequence_loss(net, config, inputs.shape[0], config.remat)
+    state = simulate.init_network_state(net, inputs.shape[1], inputs.dtype)
+
+    def total(params):
+        loss, (_, outputs, rates) = loss_fn(params, state, inputs, labels)
+        return loss, (outputs, tuple(r.mean() for r in rates))
+
+    return jax.value_and_grad(total, has_aux=True)(params)
+
+
+train_step = base.one_update_train_step(loss_and_grads)

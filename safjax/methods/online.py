@@ -1,0 +1,94 @@
+"""The time loop shared by the online methods (OTTT_A/O, SAF-E): gradient at every step.
+
+A *step loss* ``step_loss(params, carry, x_t, labels) -> (L[t], (carry, o[t], spikes))`` computes
+step t's loss from a carry that holds no gradient path to earlier steps. The loop takes its
+gradient every step and either applies an optimizer update right away (``update_every_step``,
+OTTT_O / SAF-E: T updates) or sums the gradients for one update at the end (OTTT_A). Memory is
+flat in T: nothing of step t survives into step t + 1 except the carry.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from safjax.methods import base
+
+Array = jax.Array
+
+
+def scan_steps(
+    step_loss: Callable,
+    carry,
+    params,
+    opt_state,
+    grad_sum,
+    inputs: Array,
+    labels: Array,
+    optimizer: optax.GradientTransformation,
+    unroll: int | bool = 1,
+):
+    """Scan ``step_loss`` over the leading axis of ``inputs``, a gradient at every step.
+
+    ``grad_sum=None`` applies an update after every step; otherwise gradients are added to it.
+    Returns ``(params, opt_state, carry, grad_sum, (losses, outputs, rates))`` stacked per step.
+    """
+    grad_fn = jax.value_and_grad(step_loss, has_aux=True)
+    update_every_step = grad_sum is None
+
+    def body(state, x_t):
+        params, opt_state, carry, grad_sum = state
+        (loss, (carry, output, spikes)), grads = grad_fn(params, carry, x_t, labels)
+        if update_every_step:
+            params, opt_state = base.apply_gradients(optimizer, grads, opt_state, params)
+        else:
+            grad_sum = base.tree_add(grad_sum, grads)
+        return (params, opt_state, carry, grad_sum), (loss, output, base.mean_rates(spikes))
+
+    state = (params, opt_state, carry, grad_sum)
+    (params, opt_state, carry, grad_sum), per_step = jax.lax.scan(
+        body, state, inputs, unroll=unroll
+    )
+    return params, opt_state, carry, grad_sum, per_step
+
+
+def run_online(
+    step_loss: Callable,
+    carry,
+    params,
+    opt_state,
+    inputs: Array,
+    labels: Array,
+    optimizer: optax.GradientTransformation,
+    update_every_step: bool,
+    unroll: int | bool = 1,
+):
+    """All T steps of an online method; returns ``(params, opt_state, StepOutput)``."""
+    grad_sum = None if update_every_step else jax.tree_util.tree_map(jnp.zeros_like, params)
+    params, opt_state, _, grad_sum, (losses, outputs, rates) = scan_steps(
+        step_loss, carry, params, opt_state, grad_sum, inputs, labels, optimizer, unroll
+    )
+    if not update_every_step:
+        params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
+    metrics = base.StepOutput(losses.sum(), outputs.sum(0), tuple(r.mean() for r in rates))
+    return params, opt_state, metrics
+
+
+def step_gradients(
+    step_loss: Callable, carry, params, inputs: Array, labels: Array, unroll: int | bool = 1
+):
+    """Per-step gradients ∇L[t] at fixed params, stacked: every leaf gains a leading [T] axis.
+
+    For analysis and tests (memory grows with T); training uses `run_online`.
+    """
+    grad_fn = jax.grad(step_loss, has_aux=True)
+
+    def body(carry, x_t):
+        grads, (carry, _, _) = grad_fn(params, carry, x_t, labels)
+        return carry, grads
+
+    _, grads = jax.lax.scan(body, carry, inputs, unroll=unroll)
+    return grads

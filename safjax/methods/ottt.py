@@ -1,0 +1,94 @@
+"""OTTT's per-step forward and loss (spec §3), shared by `ottt_a` and `ottt_o`.
+
+State per layer: the membrane u^l and spikes s^l (detached every step) and the presynaptic trace
+â^l[t] = λ â^l[t−1] + s^l[t] (never differentiated); â^0 traces the input. At step t every
+synaptic operator is evaluated twice, as published — on spikes for the value and on traces for
+the gradient:
+
+    I^l = op(â) + stop_gradient(op(s) − op(â)),   op(â) with its bias weighted by c_t
+
+so ∇_{W_l} L[t] = δ^l[t]·â^{l−1}[t]ᵀ and ∇_{b_l} L[t] = δ^l[t]·c_t, with δ^l[t] = ∂L[t]/∂u^l[t]
+through the spatial path only. The readout is treated the same way.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from safjax import config as config_lib
+from safjax import losses
+from safjax import network as network_lib
+from safjax import neurons as neurons_lib
+from safjax import simulate
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+
+class OTTTState(NamedTuple):
+    neurons: tuple  # tuple[LIFState, ...] per layer, [B, *shape_l]
+    traces: tuple  # (â^0, â^1, ..., â^N) at t − 1, [B, *shape]
+    c: Array  # [] c_{t−1} = Σ_{k<t−1} λ^k
+
+
+def validate(net: network_lib.Network, method: str) -> float:
+    """OTTT needs one λ and linear operators; returns λ."""
+    network_lib.require_linear_operators(net, method)
+    return network_lib.uniform_leak(net, method)
+
+
+def init_state(net: network_lib.Network, batch_size: int, dtype=jnp.float32) -> OTTTState:
+    shapes = (net.input_shape,) + net.layer_shapes
+    return OTTTState(
+        simulate.init_network_state(net, batch_size, dtype),
+        tuple(jnp.zeros((batch_size,) + s, dtype) for s in shapes),
+        jnp.zeros((), dtype),
+    )
+
+
+def _dual(value: Array, gradient_path: Array) -> Array:
+    """Forward value of ``value``, gradient of ``gradient_path``."""
+    return gradient_path + sg(value - gradient_path)
+
+
+def make_step_loss(
+    net: network_lib.Network, config: config_lib.TrainConfig, num_steps: int, method: str = "ottt"
+):
+    """``step_loss(params, state, x_t, labels) -> (L[t], (state, o[t], spikes))``."""
+    leak = validate(net, method)
+
+    def step_loss(params, state: OTTTState, x_t: Array, labels: Array):
+        c = leak * state.c + 1.0
+        spikes, traces = [x_t], [leak * state.traces[0] + x_t]
+        neurons = []
+        for index, (layer, layer_params) in enumerate(
+            zip(net.layers, params["layers"]), start=1
+        ):
+
+            def spike_of(source, index=index):
+                return spikes[source] if source < index else state.neurons[source - 1].s
+
+            def trace_of(source, index=index):
+                return traces[source] if source < index else state.traces[source]
+
+            current_value = network_lib.layer_current(layer, layer_params, spike_of, 1.0)
+            current_trace = network_lib.layer_current(layer, layer_params, trace_of, c)
+            current = _dual(current_value, current_trace)
+            neuron_state, s = neurons_lib.lif_step(
+                layer.neuron, state.neurons[index - 1], current, stop_state_gradient=True
+            )
+            neurons.append(neuron_state)
+            spikes.append(s)
+            traces.append(leak * sg(state.traces[index]) + s)
+        output = _dual(
+            network_lib.readout(net, params, spikes[-1], 1.0),
+            network_lib.readout(net, params, traces[-1], c),
+        )
+        loss = losses.ce_mse_loss(output, labels, config.mse_weight) / num_steps
+        new_state = OTTTState(tuple(neurons), tuple(sg(a) for a in traces), c)
+        return loss, (new_state, output, tuple(spikes[1:]))
+
+    return step_loss

@@ -1,0 +1,87 @@
+"""SAF's per-step forward (spec §4), shared by `saf_e` and `saf_f`.
+
+Propagate spike accumulations, not spikes. State per layer: â^l[t−1] only.
+
+    Û^l[t] = op_l(â^{l−1}[t]) with bias weighted by c_t           (one evaluation per operator)
+    s^l[t] = H(Û^l[t] − V_th (λ â^l[t−1] + 1))                    (≡ H(u^l[t] − V_th) exactly)
+    â^l[t] = λ â^l[t−1] + s^l[t]
+    o[t]   = Û^o[t] − λ Û^o[t−1]                                  (= W_o s^N[t] + b_o in value)
+
+SAF-E's gradient: everything from t−1 is constant; ∂â/∂Û is the surrogate at the argument of H.
+SAF-F's final step (``final=True``) uses the spike-representation pseudo-derivative instead,
+
+    ∂â^l[T]/∂Û^l[T] = (1/V_th)·1[0 < Û^l[T]/c_T < V_th],
+
+implemented as the gradient of clip(Û/V_th, 0, c_T). With this 1/V_th convention ∇SAF-F equals
+∇SR exactly (constant 1; the SAF paper's convention drops the 1/V_th, giving V_th·∇SR).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from safjax import network as network_lib
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+
+class SAFState(NamedTuple):
+    traces: tuple  # (â^0, â^1, ..., â^N) at t − 1, [B, *shape]
+    readout: Array  # [B, C] Û^o[t − 1]
+    c: Array  # [] c_{t−1}
+
+
+def validate(net: network_lib.Network, method: str) -> float:
+    """SAF needs one λ, linear operators and the soft reset; returns λ."""
+    network_lib.require_linear_operators(net, method)
+    hard = [i for i, layer in enumerate(net.layers, 1) if layer.neuron.reset != "soft"]
+    if hard:
+        raise ValueError(
+            f"{method} needs the soft (subtractive) reset — the accumulation identity does not "
+            f"hold for a hard reset — but layers {hard} use reset='hard'; set reset='soft'."
+        )
+    return network_lib.uniform_leak(net, method)
+
+
+def init_state(net: network_lib.Network, batch_size: int, dtype=jnp.float32) -> SAFState:
+    shapes = (net.input_shape,) + net.layer_shapes
+    return SAFState(
+        tuple(jnp.zeros((batch_size,) + s, dtype) for s in shapes),
+        jnp.zeros((batch_size, net.num_classes), dtype),
+        jnp.zeros((), dtype),
+    )
+
+
+def saf_step(
+    net: network_lib.Network, leak: float, params, state: SAFState, x_t: Array, final: bool = False
+) -> tuple[SAFState, tuple[Array, Array, tuple[Array, ...]]]:
+    """One SAF step → ``(state[t], (o[t] [B, C], Û^o[t] [B, C], spikes per layer))``.
+
+    ``final=True`` gives the SAF-F pseudo-derivative at this step (see the module docstring).
+    """
+    c = leak * state.c + 1.0
+    traces = [leak * state.traces[0] + x_t]
+    spikes = []
+    for index, (layer, layer_params) in enumerate(zip(net.layers, params["layers"]), start=1):
+
+        def trace_of(source, index=index):
+            return traces[source] if source < index else state.traces[source]
+
+        potential = network_lib.layer_current(layer, layer_params, trace_of, c)
+        threshold = layer.neuron.threshold
+        previous = sg(state.traces[index])
+        s = layer.neuron.surrogate(potential - threshold * (leak * previous + 1.0))
+        trace = leak * previous + s
+        if final:
+            rate_path = jnp.clip(potential / threshold, 0.0, c)
+            trace = rate_path + sg(trace - rate_path)
+        traces.append(trace)
+        spikes.append(sg(s))
+    potential_out = network_lib.readout(net, params, traces[-1], c)
+    output = potential_out - leak * sg(state.readout)
+    new_state = SAFState(tuple(sg(a) for a in traces), sg(potential_out), c)
+    return new_state, (output, potential_out, tuple(spikes))

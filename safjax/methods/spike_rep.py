@@ -1,0 +1,81 @@
+"""Spike representation, SR (spec §6): simulate the LIF SNN for T steps without a graph, then
+differentiate through the rate map at the measured λ-weighted rates a^l = â^l[T]/c_T:
+
+    a^l = clamp((op_l(a^{l−1}) + b_l)/V_th, 0, 1)     (value: the measured rate)
+    o   = W_o a^N + b_o,   one loss, one update per minibatch.
+
+A feedback path contributes the constant rate â^k[T−1]/c_T of its source (as SAF-F does).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from safjax import losses
+from safjax import network as network_lib
+from safjax import simulate
+from safjax.methods import base, saf
+
+NAME = "spike_rep"
+sg = jax.lax.stop_gradient
+
+
+class RateState(NamedTuple):
+    neurons: tuple  # tuple[LIFState, ...]
+    traces: tuple  # (â^0, ..., â^N) at t
+    previous_traces: tuple  # (â^0, ..., â^N) at t − 1
+    c: jax.Array  # [] c_t
+
+
+def measure_traces(net: network_lib.Network, params, inputs, leak: float, unroll=1):
+    """Run the LIF SNN; returns (RateState at T, Σ_t o[t] [B, C], per-layer firing rates)."""
+    params = sg(params)
+    batch, dtype = inputs.shape[1], inputs.dtype
+    zeros = tuple(jnp.zeros((batch,) + s, dtype) for s in (net.input_shape,) + net.layer_shapes)
+    state = RateState(simulate.init_network_state(net, batch, dtype), zeros, zeros, jnp.zeros((), dtype))
+
+    def body(state: RateState, x_t):
+        neurons, (output, spikes) = simulate.network_step(net, params, state.neurons, x_t)
+        traces = tuple(leak * a + s for a, s in zip(state.traces, (x_t,) + spikes))
+        return RateState(neurons, traces, state.traces, leak * state.c + 1.0), (
+            output,
+            base.mean_rates(spikes),
+        )
+
+    state, (outputs, rates) = jax.lax.scan(body, state, inputs, unroll=unroll)
+    return state, outputs.sum(0), tuple(r.mean() for r in rates)
+
+
+def rate_logits(net: network_lib.Network, params, state: RateState) -> jax.Array:
+    """Logits o [B, C] of the rate map at the measured rates (SR's differentiable graph)."""
+    c = state.c
+    rates = [state.traces[0] / c]
+    for index, (layer, layer_params) in enumerate(zip(net.layers, params["layers"]), start=1):
+
+        def rate_of(source, index=index):
+            return rates[source] if source < index else sg(state.previous_traces[source] / c)
+
+        pre = network_lib.layer_current(layer, layer_params, rate_of, 1.0)
+        surrogate_rate = jnp.clip(pre / layer.neuron.threshold, 0.0, 1.0)
+        measured = state.traces[index] / c
+        rates.append(sg(measured) + surrogate_rate - sg(surrogate_rate))
+    return network_lib.readout(net, params, rates[-1], 1.0)
+
+
+def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
+    """((loss, (outputs Σ_t o[t] [B, C], per-layer firing rates)), grads)."""
+    network_lib.check_inputs(net, inputs, labels)
+    leak = saf.validate(net, NAME)
+    state, outputs, rates = measure_traces(net, params, inputs, leak, config.unroll)
+
+    def loss_fn(params):
+        logits = rate_logits(net, params, state)
+        return losses.ce_mse_loss(logits, labels, config.mse_weight), (outputs, rates)
+
+    return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+
+train_step = base.one_update_train_step(loss_and_grads)

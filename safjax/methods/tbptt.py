@@ -1,0 +1,49 @@
+"""Temporally-truncated BPTT (spec §7, truncation part): split T into ⌈T/K⌉ windows; in each
+window unroll K steps from the carried (detached) state, loss on that window's outputs, then
+update (``window_mode="update"``, default) or accumulate gradients for one update at the end.
+K = T is BPTT. Local blocks of layers (block size B) extend this in a later module.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from safjax import network as network_lib
+from safjax import simulate
+from safjax.methods import base, bptt, online
+
+NAME = "tbptt"
+
+
+def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, optimizer, config):
+    """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
+    network_lib.check_inputs(net, inputs, labels)
+    num_steps = inputs.shape[0]
+    window = min(config.truncation or num_steps, num_steps)
+    sequence_loss = bptt.sequence_loss(net, config, num_steps, config.remat)
+
+    def window_loss(params, state, x_window, labels):
+        loss, (state, output, rates) = sequence_loss(params, state, x_window, labels)
+        return loss, (jax.lax.stop_gradient(state), output, rates)
+
+    accumulate = config.window_mode == "accumulate"
+    grad_sum = jax.tree_util.tree_map(jnp.zeros_like, params) if accumulate else None
+    carry = simulate.init_network_state(net, inputs.shape[1], inputs.dtype)
+    num_full = num_steps // window
+    windows = inputs[: num_full * window].reshape((num_full, window) + inputs.shape[1:])
+    segments = [windows]
+    if num_steps % window:
+        segments.append(inputs[num_full * window :][None])
+    loss, outputs, rate_sums = 0.0, 0.0, None
+    for segment in segments:  # at most two static segments: full windows, then the remainder
+        params, opt_state, carry, grad_sum, (losses, outs, rates) = online.scan_steps(
+            window_loss, carry, params, opt_state, grad_sum, segment, labels, optimizer
+        )
+        sums = tuple(r.sum() * segment.shape[1] for r in rates)
+        rate_sums = sums if rate_sums is None else tuple(map(jnp.add, rate_sums, sums))
+        loss, outputs = loss + losses.sum(), outputs + outs.sum(0)
+    if accumulate:
+        params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
+    rates = tuple(r / num_steps for r in rate_sums)
+    return params, opt_state, base.StepOutput(loss, outputs, rates)

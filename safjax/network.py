@@ -1,0 +1,214 @@
+"""The static description of a spiking network, shared by every training method.
+
+A network is N spiking layers and a readout (spec §1). Spiking layer l (1-based) receives the sum
+of the currents of its *paths*; a path applies a chain of operators (`safjax.ops`) to one source:
+
+    source 0            the network input x[t]
+    source k, k < l     spiking layer k at the same step t (feed-forward or skip path)
+    source k, k ≥ l     spiking layer k at the previous step t − 1 (feedback path)
+
+The readout is a chain of operators on the last spiking layer, o[t] = readout(s^N[t]).
+Every method evaluates the same description with its own signal (spikes, traces, spike
+accumulations or rates), so a network is written once and trained by any method.
+
+Parameters are a plain pytree:
+``{"layers": [[[op params] per op] per path] per layer, "readout": [op params]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from safjax import neurons as neurons_lib
+from safjax import ops as ops_lib
+
+Array = jax.Array
+Shape = tuple[int, ...]
+Params = dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Path:
+    """A chain of operators applied to one source (see the module docstring)."""
+
+    source: int
+    ops: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "ops", tuple(self.ops))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpikingLayer:
+    """A layer of neurons whose input current is the sum of its paths' outputs."""
+
+    paths: tuple[Path, ...]
+    neuron: neurons_lib.LIFConfig = dataclasses.field(default_factory=neurons_lib.LIFConfig)
+
+    def __post_init__(self):
+        object.__setattr__(self, "paths", tuple(self.paths))
+
+
+def _chain_shape(ops: Sequence, in_shape: Shape) -> Shape:
+    shape = tuple(in_shape)
+    for op in ops:
+        shape = tuple(op.out_shape(shape))
+    return shape
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A spiking network: ``input_shape`` (one example), spiking ``layers`` and a ``readout``."""
+
+    input_shape: Shape
+    layers: tuple[SpikingLayer, ...]
+    readout: tuple = ()
+    layer_shapes: tuple[Shape, ...] = dataclasses.field(init=False, repr=False)
+    num_classes: int = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "readout", tuple(self.readout))
+        if not self.layers:
+            raise ValueError("Network: `layers` is empty; a spiking network needs ≥ 1 layer.")
+        shapes: list[Shape] = [self.input_shape]
+        for index, layer in enumerate(self.layers, start=1):
+            forward = [p for p in layer.paths if p.source < index]
+            if not forward:
+                raise ValueError(
+                    f"Network: layer {index} has no path from an earlier layer or the input "
+                    "(every layer needs one path with source < its own index)."
+                )
+            for path in layer.paths:
+                if not 0 <= path.source <= len(self.layers):
+                    raise ValueError(
+                        f"Network: layer {index} has a path from source {path.source}; valid "
+                        f"sources are 0 (input) to {len(self.layers)} (the last layer)."
+                    )
+            shape = _chain_shape(forward[0].ops, shapes[forward[0].source])
+            shapes.append(shape)
+        for index, layer in enumerate(self.layers, start=1):
+            for path in layer.paths:
+                got = _chain_shape(path.ops, shapes[path.source])
+                if got != shapes[index]:
+                    raise ValueError(
+                        f"Network: layer {index}'s path from source {path.source} produces "
+                        f"shape {got}, but the layer's current has shape {shapes[index]}; "
+                        "paths into one layer must agree."
+                    )
+        out = _chain_shape(self.readout, shapes[-1])
+        if len(out) != 1:
+            raise ValueError(
+                f"Network: the readout must end in a vector of class scores, got shape {out}; "
+                "end it with Flatten/GlobalAvgPool and Dense."
+            )
+        object.__setattr__(self, "layer_shapes", tuple(shapes[1:]))
+        object.__setattr__(self, "num_classes", out[0])
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def all_ops(self):
+        """Every operator in the network, layers first, then the readout."""
+        for layer in self.layers:
+            for path in layer.paths:
+                yield from path.ops
+        yield from self.readout
+
+    def num_synaptic_ops(self) -> int:
+        """Weighted operators (dense/conv), counted once each."""
+        return sum(1 for op in self.all_ops() if op.synaptic)
+
+
+def init_params(net: Network, key: Array, dtype=jnp.float32) -> Params:
+    """Initialise every operator's parameters; returns the params pytree."""
+    shapes = (net.input_shape,) + net.layer_shapes
+    layers = []
+    for index, layer in enumerate(net.layers, start=1):
+        layer_params = []
+        for path in layer.paths:
+            shape, path_params = shapes[path.source], []
+            for op in path.ops:
+                key, sub = jax.random.split(key)
+                path_params.append(op.init(sub, shape, dtype))
+                shape = op.out_shape(shape)
+            layer_params.append(path_params)
+        layers.append(layer_params)
+    readout, shape = [], shapes[-1]
+    for op in net.readout:
+        key, sub = jax.random.split(key)
+        readout.append(op.init(sub, shape, dtype))
+        shape = op.out_shape(shape)
+    return {"layers": layers, "readout": readout}
+
+
+def apply_chain(ops: Sequence, params: Sequence, x: Array, bias_scale) -> Array:
+    """Apply a chain of operators in order."""
+    for op, op_params in zip(ops, params):
+        x = op.apply(op_params, x, bias_scale)
+    return x
+
+
+def layer_current(
+    layer: SpikingLayer,
+    layer_params: Sequence,
+    signal_of: Callable[[int], Array],
+    bias_scale,
+) -> Array:
+    """Σ over paths of chain(signal_of(source)): the layer's input current, [B, *shape]."""
+    currents = [
+        apply_chain(path.ops, path_params, signal_of(path.source), bias_scale)
+        for path, path_params in zip(layer.paths, layer_params)
+    ]
+    return sum(currents[1:], currents[0])
+
+
+def readout(net: Network, params: Params, x: Array, bias_scale) -> Array:
+    """The readout chain on the last layer's signal, [B, *shape_N] → [B, num_classes]."""
+    return apply_chain(net.readout, params["readout"], x, bias_scale)
+
+
+def uniform_leak(net: Network, method: str) -> float:
+    """The network's single λ; methods built on traces need one λ for every layer."""
+    leaks = {layer.neuron.leak for layer in net.layers}
+    if len(leaks) != 1:
+        raise ValueError(
+            f"{method} needs one leak λ shared by all layers (traces and accumulations decay "
+            f"with the postsynaptic λ), got {sorted(leaks)}; use the same LIF leak everywhere."
+        )
+    return leaks.pop()
+
+
+def require_linear_operators(net: Network, method: str) -> None:
+    """Refuse operators that break the accumulation identity (spec §4)."""
+    bad = sorted({type(op).__name__ for op in net.all_ops() if not op.linear})
+    if bad:
+        raise ValueError(
+            f"{method} needs linear, time-invariant operators between neuron layers, but the "
+            f"network contains {bad}; replace max-pooling with AvgPool (and per-step batch norm "
+            "with scaled weight standardisation), or train with 'bptt' / 'tbptt'."
+        )
+
+
+def check_inputs(net: Network, inputs: Array, labels: Array) -> None:
+    """Validate time-major ``inputs`` [T, B, *input_shape] and integer ``labels`` [B]."""
+    expected = ("T", "B") + net.input_shape
+    if inputs.ndim != len(expected) or tuple(inputs.shape[2:]) != net.input_shape:
+        raise ValueError(
+            f"`inputs` must be time-major with shape {expected}, got {tuple(inputs.shape)}; "
+            "use safjax.encoding.direct(images, T) for static images."
+        )
+    if inputs.shape[0] < 1:
+        raise ValueError("`inputs` has T = 0 time steps; T must be ≥ 1.")
+    if labels.shape != (inputs.shape[1],):
+        raise ValueError(
+            f"`labels` must have shape (B,) = ({inputs.shape[1]},), got {tuple(labels.shape)}."
+        )
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise ValueError(f"`labels` must be integer class indices, got dtype {labels.dtype}.")

@@ -1,0 +1,280 @@
+"""Flax NNX modules: thin wrappers that hold parameters and describe a `safjax.Network`.
+
+A user writes a network once as a `Sequential` of operator and neuron modules, then trains its
+pure description (``model.network``, ``model.params()``) with any method by name:
+
+    model = nn.Sequential(nn.Flatten(), nn.Dense(64, 128, rngs=rngs), nn.LIF(),
+                          nn.Dense(128, 10, rngs=rngs), input_shape=(8, 8, 1))
+
+In a `Sequential`, the operators before a neuron module form that layer's main path (from the
+previous layer); `Skip` and `Feedback` modules placed before a neuron add paths into it; the
+operators after the last neuron are the readout. Layers are numbered from 1; source 0 is the
+input. All computation lives in the pure core (`safjax.ops`, `safjax.neurons`, the methods).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from safjax import network as network_lib
+from safjax import neurons as neurons_lib
+from safjax import ops as ops_lib
+from safjax import simulate
+from safjax import surrogates as surrogates_lib
+
+Array = jax.Array
+
+
+class Operator(nnx.Module):
+    """A synaptic operator (``self.op``, pure) and its parameters as `nnx.Param` attributes."""
+
+    def __init__(self, op, in_shape: tuple[int, ...] = (), rngs: nnx.Rngs | None = None, dtype=jnp.float32):
+        self.op = op
+        self.param_names = ()
+        if op.synaptic:
+            if rngs is None:
+                raise ValueError(f"{type(op).__name__} has parameters: pass `rngs=nnx.Rngs(seed)`.")
+            params = op.init(rngs.params(), tuple(in_shape), dtype)
+            self.param_names = tuple(sorted(params))
+            for name in self.param_names:
+                setattr(self, name, nnx.Param(params[name]))
+
+    def params(self) -> dict[str, Array]:
+        return {name: getattr(self, name).value for name in self.param_names}
+
+    def load_params(self, params: dict[str, Array]) -> None:
+        for name in self.param_names:
+            getattr(self, name).value = params[name]
+
+    def __call__(self, x: Array, bias_scale=1.0) -> Array:
+        """Apply to one time step, x [B, ...]."""
+        return self.op.apply(self.params(), x, bias_scale)
+
+
+class Dense(Operator):
+    """y = x W + b, x [B, in_features] → [B, out_features]."""
+
+    def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
+                 rngs: nnx.Rngs, dtype=jnp.float32):
+        super().__init__(ops_lib.Dense(out_features, use_bias), (in_features,), rngs, dtype)
+
+
+class ScaledWSDense(Operator):
+    """Dense with scaled weight standardisation and a learnable gain."""
+
+    def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
+                 rngs: nnx.Rngs, dtype=jnp.float32):
+        super().__init__(ops_lib.ScaledWSDense(out_features, use_bias), (in_features,), rngs, dtype)
+
+
+def _conv_in_shape(in_features: int) -> tuple[int, int, int]:
+    # The kernel shape depends only on the channel count; any spatial size ≥ 1 initialises it.
+    return (1, 1, in_features)
+
+
+class Conv(Operator):
+    """3×3 (or ``kernel_size``) convolution, NHWC, 'SAME' padding by default."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
+                 stride: int = 1, padding: str = "SAME", use_bias: bool = True,
+                 swapped_weight_grad: bool | None = None, rngs: nnx.Rngs, dtype=jnp.float32):
+        op = ops_lib.Conv(out_features, kernel_size, stride, padding, use_bias, swapped_weight_grad)
+        super().__init__(op, _conv_in_shape(in_features), rngs, dtype)
+
+
+class ScaledWSConv(Operator):
+    """Convolution with scaled weight standardisation (spec §8) and a learnable gain."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
+                 stride: int = 1, padding: str = "SAME", use_bias: bool = True,
+                 swapped_weight_grad: bool | None = None, rngs: nnx.Rngs, dtype=jnp.float32):
+        op = ops_lib.ScaledWSConv(
+            out_features, kernel_size, stride, padding, use_bias, swapped_weight_grad
+        )
+        super().__init__(op, _conv_in_shape(in_features), rngs, dtype)
+
+
+class AvgPool(Operator):
+    def __init__(self, window: int = 2):
+        super().__init__(ops_lib.AvgPool(window))
+
+
+class MaxPool(Operator):
+    """Max pooling — BPTT/TBPTT only; SAF, OTTT and SR refuse it."""
+
+    def __init__(self, window: int = 2):
+        super().__init__(ops_lib.MaxPool(window))
+
+
+class GlobalAvgPool(Operator):
+    def __init__(self):
+        super().__init__(ops_lib.GlobalAvgPool())
+
+
+class Flatten(Operator):
+    def __init__(self):
+        super().__init__(ops_lib.Flatten())
+
+
+class Scale(Operator):
+    def __init__(self, factor: float):
+        super().__init__(ops_lib.Scale(float(factor)))
+
+
+class Upsample(Operator):
+    def __init__(self, factor: int = 2):
+        super().__init__(ops_lib.Upsample(factor))
+
+
+class LIF(nnx.Module):
+    """A layer of LIF neurons (spec §1). Defaults: λ = 0.5 (τ = 2), V_th = 1, soft reset,
+    sigmoid surrogate with α = 4."""
+
+    def __init__(self, leak: float = 0.5, threshold: float = 1.0, reset: str = "soft",
+                 detach_reset: bool = False, surrogate: surrogates_lib.Surrogate | None = None):
+        self.config = neurons_lib.lif(leak, threshold, reset, detach_reset, surrogate)
+
+    def __call__(self, state: neurons_lib.LIFState, current: Array):
+        """One step: (state[t−1], I[t]) → (state[t], s[t])."""
+        return neurons_lib.lif_step(self.config, state, current)
+
+
+class IF(LIF):
+    """Integrate-and-fire neurons: LIF with λ = 1."""
+
+    def __init__(self, threshold: float = 1.0, reset: str = "soft", detach_reset: bool = False,
+                 surrogate: surrogates_lib.Surrogate | None = None):
+        super().__init__(1.0, threshold, reset, detach_reset, surrogate)
+
+
+class _ExtraPath(nnx.Module):
+    def __init__(self, source: int, *operators: Operator):
+        if not isinstance(source, int):
+            raise ValueError(f"{type(self).__name__}: `source` must be an int, got {source!r}.")
+        for operator in operators:
+            if not isinstance(operator, Operator):
+                raise ValueError(
+                    f"{type(self).__name__}: paths hold operator modules only, got {operator!r}."
+                )
+        self.source = source
+        self.operators = nnx.List(list(operators))
+
+
+class Skip(_ExtraPath):
+    """Adds a path from ``source`` (0 = input, k = spiking layer k, same step) into the next
+    neuron's current: a residual sum of currents."""
+
+
+class Feedback(_ExtraPath):
+    """Adds a path from spiking layer ``source`` at step t − 1 (−1 = the last layer) into the
+    next neuron's current (e.g. VGG-F's feedback to layer 1)."""
+
+
+class Sequential(nnx.Module):
+    """Operators, neurons, `Skip` and `Feedback` in order; see the module docstring.
+
+    Attributes:
+      network: the pure `safjax.Network` this model describes (hashable, static).
+    """
+
+    def __init__(self, *modules: nnx.Module, input_shape: tuple[int, ...]):
+        self.modules = nnx.List(list(modules))
+        layers, locations = [], []  # locations in the params tree, in `_walk_order`
+        chain: list[Operator] = []
+        extras: list[_ExtraPath] = []
+        pending_feedback = []
+        for module in modules:
+            if isinstance(module, LIF):
+                index = len(layers) + 1
+                paths = [network_lib.Path(index - 1, tuple(op.op for op in chain))]
+                locations += [("layers", index - 1, 0, p) for p in range(len(chain))]
+                for j, extra in enumerate(extras, start=1):
+                    source = extra.source
+                    if isinstance(extra, Feedback):
+                        pending_feedback.append((index, j))
+                    elif not 0 <= source < index:
+                        raise ValueError(
+                            f"Skip before layer {index}: `source` must be 0 (input) to "
+                            f"{index - 1}, got {source}; use Feedback for later layers."
+                        )
+                    paths.append(network_lib.Path(source, tuple(o.op for o in extra.operators)))
+                    locations += [("layers", index - 1, j, p) for p in range(len(extra.operators))]
+                layers.append(network_lib.SpikingLayer(tuple(paths), module.config))
+                chain, extras = [], []
+            elif isinstance(module, _ExtraPath):
+                extras.append(module)
+            elif isinstance(module, Operator):
+                chain.append(module)
+            else:
+                raise ValueError(f"Sequential accepts safjax.nn modules only, got {module!r}.")
+        if extras:
+            raise ValueError("Sequential: a Skip/Feedback must come before a neuron module (LIF/IF).")
+        num_layers = len(layers)
+        for index, j in pending_feedback:
+            path = layers[index - 1].paths[j]
+            source = path.source if path.source >= 0 else num_layers + 1 + path.source
+            if not index <= source <= num_layers:
+                raise ValueError(
+                    f"Feedback into layer {index}: `source` must be a layer ≥ {index} (or −1 for "
+                    f"the last), got {path.source}; use Skip for earlier layers."
+                )
+            new_paths = list(layers[index - 1].paths)
+            new_paths[j] = network_lib.Path(source, path.ops)
+            layers[index - 1] = network_lib.SpikingLayer(tuple(new_paths), layers[index - 1].neuron)
+        locations += [("readout", p) for p in range(len(chain))]
+        self.network = network_lib.Network(
+            tuple(input_shape), tuple(layers), tuple(op.op for op in chain)
+        )
+        self._locations = tuple(locations)
+
+    def _slots(self):
+        """(operator module, params-tree location) pairs, in the order `__init__` laid them out."""
+        return list(zip(self._walk_order(), self._locations))
+
+    def _walk_order(self):
+        order, chain, extras = [], [], []
+        for module in self.modules:
+            if isinstance(module, LIF):
+                order.extend(chain)
+                for extra in extras:
+                    order.extend(extra.operators)
+                chain, extras = [], []
+            elif isinstance(module, _ExtraPath):
+                extras.append(module)
+            else:
+                chain.append(module)
+        return order + chain
+
+    def params(self) -> network_lib.Params:
+        """The params pytree of ``self.network`` (see `safjax.network`)."""
+        tree = {
+            "layers": [[[{} for _ in path.ops] for path in layer.paths] for layer in self.network.layers],
+            "readout": [{} for _ in self.network.readout],
+        }
+        for module, location in self._slots():
+            _set(tree, location, module.params())
+        return tree
+
+    def load_params(self, params: network_lib.Params) -> None:
+        """Write a params pytree (e.g. after training) back into the modules."""
+        for module, location in self._slots():
+            module.load_params(_get(params, location))
+
+    def __call__(self, inputs: Array) -> Array:
+        """Inference with spikes: inputs [T, B, *input_shape] → readout o[t], [T, B, C]."""
+        outputs, _ = simulate.run(self.network, self.params(), inputs)
+        return outputs
+
+
+def _get(tree, location):
+    for key in location:
+        tree = tree[key]
+    return tree
+
+
+def _set(tree, location, value):
+    for key in location[:-1]:
+        tree = tree[key]
+    tree[location[-1]] = value

@@ -1,0 +1,64 @@
+"""Spike propagation through a `Network`: the plain LIF SNN (spec §1).
+
+This is BPTT's forward, the spike-representation forward, and the inference network that
+SAF/OTTT-trained parameters run in (additions of spikes only).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from safjax import network as network_lib
+from safjax import neurons as neurons_lib
+
+Array = jax.Array
+NetworkState = tuple  # tuple[neurons.LIFState, ...], one per spiking layer, in layer order
+
+
+def init_network_state(net: network_lib.Network, batch_size: int, dtype=jnp.float32) -> NetworkState:
+    """u = 0, s = 0 for every layer."""
+    return tuple(
+        neurons_lib.init_lif_state((batch_size,) + shape, dtype) for shape in net.layer_shapes
+    )
+
+
+def network_step(
+    net: network_lib.Network,
+    params: network_lib.Params,
+    state: NetworkState,
+    x_t: Array,
+    stop_state_gradient: bool = False,
+) -> tuple[NetworkState, tuple[Array, tuple[Array, ...]]]:
+    """One time step: ``(state[t-1], x[t] [B, ...]) -> (state[t], (o[t] [B, C], spikes))``.
+
+    Feedback paths read the source layer's spikes of step t − 1.
+    """
+    spikes: list[Array] = [x_t]
+    new_state = []
+    for index, (layer, layer_params) in enumerate(zip(net.layers, params["layers"]), start=1):
+
+        def signal_of(source: int, index=index) -> Array:
+            return spikes[source] if source < index else state[source - 1].s
+
+        current = network_lib.layer_current(layer, layer_params, signal_of, 1.0)
+        layer_state, s = neurons_lib.lif_step(
+            layer.neuron, state[index - 1], current, stop_state_gradient
+        )
+        new_state.append(layer_state)
+        spikes.append(s)
+    output = network_lib.readout(net, params, spikes[-1], 1.0)
+    return tuple(new_state), (output, tuple(spikes[1:]))
+
+
+def run(
+    net: network_lib.Network, params: network_lib.Params, inputs: Array, unroll: int | bool = 1
+) -> tuple[Array, tuple[Array, ...]]:
+    """Simulate all T steps: inputs [T, B, ...] → (outputs [T, B, C], spikes per layer [T, B, ...])."""
+    state = init_network_state(net, inputs.shape[1], inputs.dtype)
+
+    def body(state, x_t):
+        return network_step(net, params, state, x_t)
+
+    _, (outputs, spikes) = jax.lax.scan(body, state, inputs, unroll=unroll)
+    return outputs, spikes
