@@ -4,7 +4,7 @@ SAF-E, SAF-F, OTTT_A, OTTT_O, spike representation, BPTT and truncated BPTT behi
 interface (see ``safjax.methods``); the math is in the repository's spec.
 """
 
-from safjax import costs, encoding, inference, losses, methods, neurons, ops, simulate, surrogates
+from safjax import costs, encoding, inference, losses, methods, neurons, nn, ops, simulate, surrogates
 from safjax.config import TrainConfig
 from safjax.methods import METHODS, StepOutput, get_method
 from safjax.network import Network, Path, SpikingLayer, init_params
@@ -16,6 +16,6 @@ __version__ = "0.1.0"
 __all__ = [
     "METHODS", "LIFConfig", "LIFState", "Network", "Path", "SpikingLayer", "StepOutput",
     "TrainConfig", "costs", "encoding", "get_method", "inference", "init_lif_state", "init_params",
-    "integrate_and_fire", "lif", "lif_step", "losses", "make_train_step", "methods", "neurons",
+    "integrate_and_fire", "lif", "lif_step", "losses", "make_train_step", "methods", "neurons", "nn",
     "ops", "simulate", "surrogates",
 ]

@@ -66,7 +66,12 @@ def supports_swapped_weight_grad(kernel_size: int, stride: int, padding: str) ->
 def conv2d(
     x: Array, kernel: Array, stride: int = 1, padding: str = "SAME", swapped_weight_grad: bool = False
 ) -> Array:
-    """Convolve ``x`` [B, H, W, C_in] with ``kernel`` [k, k, C_in, C_out] → [B, H', W', C_out]."""
+    """Convolve ``x`` [B, H, W, C_in] with ``kernel`` [k, k, C_in, C_out] → [B, H', W', C_out].
+
+    Mixed dtypes promote as in a matmul (float32 spikes with float64 weights compute in float64).
+    """
+    dtype = jnp.result_type(x, kernel)
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
     if swapped_weight_grad and supports_swapped_weight_grad(kernel.shape[0], stride, padding):
         return _swapped_grad_conv(x, kernel)
     return _plain_conv(x, kernel, stride, padding)

@@ -46,7 +46,7 @@ class Surrogate:
 
     def __call__(self, z: Array) -> Array:
         """Spikes ``1[z >= 0]`` with the surrogate gradient; ``z`` any shape."""
-        return _heaviside(self, z)
+        return _heaviside(self, jnp.asarray(z))
 
 
 def _heaviside_forward(z: Array) -> Array:
