@@ -34,3 +34,13 @@ def count_primitives(jaxpr, names=SYNAPTIC_PRIMITIVES) -> int:
 def count_synaptic_evaluations(fn: Callable, *args) -> int:
     """Dense/conv evaluations (``dot_general`` + ``conv_general_dilated``) in ``fn``'s forward trace."""
     return count_primitives(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+def compiled_memory(fn: Callable, *args) -> dict[str, int]:
+    """XLA's deterministic memory figures for ``jax.jit(fn)(*args)``: temp, argument, output bytes."""
+    analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
+    return {
+        "temp_bytes": int(analysis.temp_size_in_bytes),
+        "argument_bytes": int(analysis.argument_size_in_bytes),
+        "output_bytes": int(analysis.output_size_in_bytes),
+    }

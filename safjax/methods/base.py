@@ -47,13 +47,6 @@ def tree_add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
-def combine_rates(rates_before_last: tuple, last_spikes: tuple) -> tuple:
-    """Firing rates over T steps from per-step rates of steps 1..T−1 ([T−1] each) and step T's spikes."""
-    return tuple(
-        (r.sum() + jnp.mean(s)) / (r.shape[0] + 1) for r, s in zip(rates_before_last, last_spikes)
-    )
-
-
 def one_update_train_step(loss_and_grads: Callable) -> Callable:
     """A ``train_step`` from ``loss_and_grads(net, params, inputs, labels, config)``
     → ``((loss, (outputs, rates)), grads)``: one optimizer update per minibatch."""

@@ -18,7 +18,7 @@ NAME = "bptt"
 def sequence_loss(net: network_lib.Network, config, num_steps: int, remat: bool = False):
     """``loss(params, state, inputs [K, B, ...], labels)`` over K steps, each L[t] = ℓ(o[t])/T.
 
-    Returns ``(loss, (state, Σ o[t] [B, C], per-step rates [K] per layer))``.
+    Returns ``(loss, (state, Σ o[t] [B, C], Σ_t rates[t] per layer))``.
     """
 
     def step(params, labels, state, x_t):
@@ -33,7 +33,7 @@ def sequence_loss(net: network_lib.Network, config, num_steps: int, remat: bool 
         state, (loss, outputs, rates) = jax.lax.scan(
             lambda s, x: step(params, labels, s, x), state, inputs, unroll=config.unroll
         )
-        return loss.sum(), (state, outputs.sum(0), rates)
+        return loss.sum(), (state, outputs.sum(0), tuple(r.sum() for r in rates))
 
     return loss_fn
 
@@ -46,7 +46,7 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
 
     def total(params):
         loss, (_, outputs, rates) = loss_fn(params, state, inputs, labels)
-        return loss, (outputs, tuple(r.mean() for r in rates))
+        return loss, (outputs, tuple(r / inputs.shape[0] for r in rates))
 
     return jax.value_and_grad(total, has_aux=True)(params)
 

@@ -1,7 +1,8 @@
 """The time loop shared by the online methods (OTTT_A/O, SAF-E): gradient at every step.
 
-A *step loss* ``step_loss(params, carry, x_t, labels) -> (L[t], (carry, o[t], spikes))`` computes
-step t's loss from a carry that holds no gradient path to earlier steps. The loop takes its
+A *step loss* ``step_loss(params, carry, x_t, labels) -> (L[t], (carry, o[t], rates[t]))``
+computes step t's loss from a carry that holds no gradient path to earlier steps (rates[t]: the
+per-layer mean spike counts, `base.mean_rates`). The loop takes its
 gradient every step and either applies an optimizer update right away (``update_every_step``,
 OTTT_O / SAF-E: T updates) or sums the gradients for one update at the end (OTTT_A). Memory is
 flat in T: nothing of step t survives into step t + 1 except the carry.
@@ -20,6 +21,12 @@ from safjax.methods import base
 Array = jax.Array
 
 
+def _zero_totals(step_loss: Callable, *args):
+    """Zeros shaped like one step's (loss, o[t], rates[t])."""
+    loss, (_, output, rates) = jax.eval_shape(step_loss, *args)
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), (loss, output, rates))
+
+
 def scan_steps(
     step_loss: Callable,
     carry,
@@ -34,25 +41,28 @@ def scan_steps(
     """Scan ``step_loss`` over the leading axis of ``inputs``, a gradient at every step.
 
     ``grad_sum=None`` applies an update after every step; otherwise gradients are added to it.
-    Returns ``(params, opt_state, carry, grad_sum, (losses, outputs, rates))`` stacked per step.
+    Returns ``(params, opt_state, carry, grad_sum, totals)``, ``totals = (Σ loss, Σ o, Σ rates)``
+    summed over the steps in the carry (nothing is stacked over time, so memory stays flat).
     """
     grad_fn = jax.value_and_grad(step_loss, has_aux=True)
     update_every_step = grad_sum is None
 
     def body(state, x_t):
-        params, opt_state, carry, grad_sum = state
-        (loss, (carry, output, spikes)), grads = grad_fn(params, carry, x_t, labels)
+        params, opt_state, carry, grad_sum, totals = state
+        (loss, (carry, output, rates)), grads = grad_fn(params, carry, x_t, labels)
         if update_every_step:
             params, opt_state = base.apply_gradients(optimizer, grads, opt_state, params)
         else:
             grad_sum = base.tree_add(grad_sum, grads)
-        return (params, opt_state, carry, grad_sum), (loss, output, base.mean_rates(spikes))
+        totals = base.tree_add(totals, (loss, output, rates))
+        return (params, opt_state, carry, grad_sum, totals), None
 
-    state = (params, opt_state, carry, grad_sum)
-    (params, opt_state, carry, grad_sum), per_step = jax.lax.scan(
+    totals = _zero_totals(step_loss, params, carry, inputs[0], labels)
+    state = (params, opt_state, carry, grad_sum, totals)
+    (params, opt_state, carry, grad_sum, totals), _ = jax.lax.scan(
         body, state, inputs, unroll=unroll
     )
-    return params, opt_state, carry, grad_sum, per_step
+    return params, opt_state, carry, grad_sum, totals
 
 
 def run_online(
@@ -68,12 +78,13 @@ def run_online(
 ):
     """All T steps of an online method; returns ``(params, opt_state, StepOutput)``."""
     grad_sum = None if update_every_step else jax.tree_util.tree_map(jnp.zeros_like, params)
-    params, opt_state, _, grad_sum, (losses, outputs, rates) = scan_steps(
+    params, opt_state, _, grad_sum, (loss, outputs, rates) = scan_steps(
         step_loss, carry, params, opt_state, grad_sum, inputs, labels, optimizer, unroll
     )
     if not update_every_step:
         params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
-    metrics = base.StepOutput(losses.sum(), outputs.sum(0), tuple(r.mean() for r in rates))
+    num_steps = inputs.shape[0]
+    metrics = base.StepOutput(loss, outputs, tuple(r / num_steps for r in rates))
     return params, opt_state, metrics
 
 

@@ -23,6 +23,7 @@ from safjax import losses
 from safjax import network as network_lib
 from safjax import neurons as neurons_lib
 from safjax import simulate
+from safjax.methods import base
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -57,7 +58,7 @@ def _dual(value: Array, gradient_path: Array) -> Array:
 def make_step_loss(
     net: network_lib.Network, config: config_lib.TrainConfig, num_steps: int, method: str = "ottt"
 ):
-    """``step_loss(params, state, x_t, labels) -> (L[t], (state, o[t], spikes))``."""
+    """``step_loss(params, state, x_t, labels) -> (L[t], (state, o[t], rates[t]))``."""
     leak = validate(net, method)
 
     def step_loss(params, state: OTTTState, x_t: Array, labels: Array):
@@ -89,6 +90,6 @@ def make_step_loss(
         )
         loss = losses.ce_mse_loss(output, labels, config.mse_weight) / num_steps
         new_state = OTTTState(tuple(neurons), tuple(sg(a) for a in traces), c)
-        return loss, (new_state, output, tuple(spikes[1:]))
+        return loss, (new_state, output, base.mean_rates(spikes[1:]))
 
     return step_loss

@@ -8,19 +8,19 @@ from __future__ import annotations
 from safjax import config as config_lib
 from safjax import losses
 from safjax import network as network_lib
-from safjax.methods import online, saf
+from safjax.methods import base, online, saf
 
 NAME = "saf_e"
 
 
 def make_step_loss(net: network_lib.Network, config: config_lib.TrainConfig, num_steps: int):
-    """``step_loss(params, state, x_t, labels) -> (L[t], (state, o[t], spikes))``."""
+    """``step_loss(params, state, x_t, labels) -> (L[t], (state, o[t], rates[t]))``."""
     leak = saf.validate(net, NAME)
 
     def step_loss(params, state: saf.SAFState, x_t, labels):
         state, (output, _, spikes) = saf.saf_step(net, leak, params, state, x_t)
         loss = losses.ce_mse_loss(output, labels, config.mse_weight) / num_steps
-        return loss, (state, output, spikes)
+        return loss, (state, output, base.mean_rates(spikes))
 
     return step_loss
 

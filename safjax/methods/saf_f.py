@@ -8,6 +8,7 @@ pseudo-derivative convention described in `safjax.methods.saf`.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from safjax import losses
 from safjax import network as network_lib
@@ -22,20 +23,28 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
     leak = saf.validate(net, NAME)
     frozen = jax.lax.stop_gradient(params)
 
-    def body(state, x_t):
+    def body(carry, t):
+        state, totals = carry
+        x_t = jax.lax.dynamic_index_in_dim(inputs, t, keepdims=False)  # no copy of inputs[:-1]
         state, (output, _, spikes) = saf.saf_step(net, leak, frozen, state, x_t)
-        return state, (output, base.mean_rates(spikes))
+        return (state, base.tree_add(totals, (output, base.mean_rates(spikes)))), None
 
     state = saf.init_state(net, inputs.shape[1], inputs.dtype)
-    state, (outputs, rates) = jax.lax.scan(body, state, inputs[:-1], unroll=config.unroll)
+    zero_rates = tuple(jnp.zeros((), inputs.dtype) for _ in net.layers)
+    totals = (jnp.zeros((inputs.shape[1], net.num_classes), inputs.dtype), zero_rates)
+    num_steps = inputs.shape[0]
+    (state, (outputs, rates)), _ = jax.lax.scan(
+        body, (state, totals), jnp.arange(num_steps - 1), unroll=config.unroll
+    )
 
     def final_loss(params):
-        _, (output, potential_out, last_spikes) = saf.saf_step(
+        _, (output, potential_out, spikes) = saf.saf_step(
             net, leak, params, state, inputs[-1], final=True
         )
         logits = potential_out / (leak * state.c + 1.0)
         loss = losses.ce_mse_loss(logits, labels, config.mse_weight)
-        return loss, (outputs.sum(0) + output, base.combine_rates(rates, last_spikes))
+        all_rates = base.tree_add(rates, base.mean_rates(spikes))
+        return loss, (outputs + output, tuple(r / num_steps for r in all_rates))
 
     return jax.value_and_grad(final_loss, has_aux=True)(params)
 

@@ -37,16 +37,16 @@ def measure_traces(net: network_lib.Network, params, inputs, leak: float, unroll
     zeros = tuple(jnp.zeros((batch,) + s, dtype) for s in (net.input_shape,) + net.layer_shapes)
     state = RateState(simulate.init_network_state(net, batch, dtype), zeros, zeros, jnp.zeros((), dtype))
 
-    def body(state: RateState, x_t):
+    def body(carry, x_t):
+        state, totals = carry
         neurons, (output, spikes) = simulate.network_step(net, params, state.neurons, x_t)
         traces = tuple(leak * a + s for a, s in zip(state.traces, (x_t,) + spikes))
-        return RateState(neurons, traces, state.traces, leak * state.c + 1.0), (
-            output,
-            base.mean_rates(spikes),
-        )
+        state = RateState(neurons, traces, state.traces, leak * state.c + 1.0)
+        return (state, base.tree_add(totals, (output, base.mean_rates(spikes)))), None
 
-    state, (outputs, rates) = jax.lax.scan(body, state, inputs, unroll=unroll)
-    return state, outputs.sum(0), tuple(r.mean() for r in rates)
+    totals = (jnp.zeros((batch, net.num_classes), dtype), tuple(jnp.zeros((), dtype) for _ in net.layers))
+    (state, (outputs, rates)), _ = jax.lax.scan(body, (state, totals), inputs, unroll=unroll)
+    return state, outputs, tuple(r / inputs.shape[0] for r in rates)
 
 
 def rate_logits(net: network_lib.Network, params, state: RateState) -> jax.Array:

@@ -6,6 +6,8 @@ K = T is BPTT. Local blocks of layers (block size B) extend this in a later modu
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -35,15 +37,13 @@ def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, o
     segments = [windows]
     if num_steps % window:
         segments.append(inputs[num_full * window :][None])
-    loss, outputs, rate_sums = 0.0, 0.0, None
+    totals = []
     for segment in segments:  # at most two static segments: full windows, then the remainder
-        params, opt_state, carry, grad_sum, (losses, outs, rates) = online.scan_steps(
+        params, opt_state, carry, grad_sum, segment_totals = online.scan_steps(
             window_loss, carry, params, opt_state, grad_sum, segment, labels, optimizer
         )
-        sums = tuple(r.sum() * segment.shape[1] for r in rates)
-        rate_sums = sums if rate_sums is None else tuple(map(jnp.add, rate_sums, sums))
-        loss, outputs = loss + losses.sum(), outputs + outs.sum(0)
+        totals.append(segment_totals)
     if accumulate:
         params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
-    rates = tuple(r / num_steps for r in rate_sums)
-    return params, opt_state, base.StepOutput(loss, outputs, rates)
+    loss, outputs, rates = functools.reduce(base.tree_add, totals)
+    return params, opt_state, base.StepOutput(loss, outputs, tuple(r / num_steps for r in rates))
