@@ -42,11 +42,11 @@ class Operator(nnx.Module):
                 setattr(self, name, nnx.Param(params[name]))
 
     def params(self) -> dict[str, Array]:
-        return {name: getattr(self, name).value for name in self.param_names}
+        return {name: getattr(self, name).get_value() for name in self.param_names}
 
     def load_params(self, params: dict[str, Array]) -> None:
         for name in self.param_names:
-            getattr(self, name).value = params[name]
+            getattr(self, name).set_value(params[name])
 
     def __call__(self, x: Array, bias_scale=1.0) -> Array:
         """Apply to one time step, x [B, ...]."""
@@ -228,6 +228,21 @@ class Sequential(nnx.Module):
             tuple(input_shape), tuple(layers), tuple(op.op for op in chain)
         )
         self._locations = tuple(locations)
+        self._check_parameter_shapes()
+
+    def _check_parameter_shapes(self) -> None:
+        """Each operator module's parameters must fit the shape flowing into it."""
+        expected = jax.eval_shape(
+            lambda key: network_lib.init_params(self.network, key), jax.random.PRNGKey(0)
+        )
+        for module, location in self._slots():
+            want = {k: v.shape for k, v in _get(expected, location).items()}
+            got = {k: v.shape for k, v in module.params().items()}
+            if want != got:
+                raise ValueError(
+                    f"{type(module).__name__} at {location} has parameter shapes {got}, but its "
+                    f"input needs {want}; check its in_features against the previous layer."
+                )
 
     def _slots(self):
         """(operator module, params-tree location) pairs, in the order `__init__` laid them out."""

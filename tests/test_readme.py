@@ -1,0 +1,26 @@
+"""The README's example runs as written, and switching methods is changing one string."""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _example() -> str:
+    return re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+
+
+def test_example_is_short():
+    assert len(_example().strip().splitlines()) < 25
+
+
+@pytest.mark.parametrize("method", ["saf_e", "bptt"])
+def test_example_runs_with_one_string_changed(method):
+    code = _example().replace('"saf_e"', f'"{method}"').replace("print(", "(")
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert np.isfinite(float(namespace["metrics"].loss))
+    assert namespace["model"].params()["readout"][0]["kernel"].shape == (128, 10)
