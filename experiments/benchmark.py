@@ -1,0 +1,72 @@
+"""Benchmark one training minibatch of each method across time steps.
+
+    python -m experiments.benchmark --model=digits_mlp --time_steps=2,4,8,16,32
+    python -m experiments.benchmark --model=vgg11_sws --dataset=cifar10 --batch_size=128 --time_steps=6
+
+Per method × T it records temp/argument/output bytes (XLA memory_analysis), flops of the
+training step and forward_flops of the forward alone (cost_analysis), synaptic_ops_per_step
+(evaluations per weighted operator per step, counted in the traced program), step_time_ms
+(median over --repeats, methods interleaved; min/max too) and compile_time_s, plus the device
+and versions. `bptt_remat` is BPTT with jax.checkpoint, the strong baseline.
+"""
+
+import json
+import sys
+
+from absl import app, flags
+
+from safjax import benchmark
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("methods", ",".join(benchmark.VARIANTS), "Comma list of methods.")
+flags.DEFINE_string("time_steps", "2,4,8,16,32", "Comma list of T.")
+flags.DEFINE_string("model", "digits_mlp", "Model name (digits_mlp, reference_conv, vgg11_sws).")
+flags.DEFINE_string("dataset", "digits", "Sets input shape and classes: digits, cifar10, cifar100.")
+flags.DEFINE_integer("batch_size", 32, "Minibatch size.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up).")
+flags.DEFINE_string("unroll", "1", "lax.scan unroll of the time loop: an int, or 'true' for full unrolling.")
+flags.DEFINE_string("output", "", "Write the records and environment as JSON here.")
+
+
+def _parse() -> tuple[list[str], list[int], int | bool]:
+    names = [m for m in FLAGS.methods.split(",") if m]
+    for name in names:
+        if name not in benchmark.VARIANTS:
+            raise ValueError(f"--methods: unknown {name!r}; valid: {', '.join(benchmark.VARIANTS)}.")
+    try:
+        steps = [int(t) for t in FLAGS.time_steps.split(",")]
+    except ValueError:
+        raise ValueError(f"--time_steps must be a comma list of integers ≥ 1, got {FLAGS.time_steps!r}.")
+    if min(steps) < 1:
+        raise ValueError(f"--time_steps must be ≥ 1, got {FLAGS.time_steps!r}.")
+    if FLAGS.dataset not in benchmark.DATASET_SHAPES:
+        raise ValueError(f"--dataset must be one of {', '.join(benchmark.DATASET_SHAPES)}.")
+    if FLAGS.model not in benchmark.models.MODELS:
+        raise ValueError(f"--model must be one of {', '.join(benchmark.models.MODELS)}.")
+    if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
+        raise ValueError("--batch_size and --repeats must be ≥ 1.")
+    unroll = True if FLAGS.unroll.lower() == "true" else int(FLAGS.unroll)
+    return names, steps, unroll
+
+
+def main(argv):
+    del argv
+    try:
+        names, steps, unroll = _parse()
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    net, params = benchmark.build(FLAGS.model, FLAGS.dataset)
+    env = benchmark.environment()
+    print(f"{FLAGS.model} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}; "
+          f"{env['device_count']}× {env['device_kind']} ({env['backend']}), jax {env['jax']}", flush=True)
+    print(benchmark.HEADER, flush=True)
+    records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
+                                log=lambda line: print(line, flush=True))
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            json.dump({"environment": benchmark.environment(), "model": FLAGS.model,
+                       "dataset": FLAGS.dataset, "records": records}, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)

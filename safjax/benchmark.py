@@ -1,0 +1,206 @@
+"""Per-method cost of one training minibatch: XLA memory and FLOPs, synaptic operations, wall time.
+
+Deterministic numbers come from the compiled program (`memory_analysis()`, `cost_analysis()`);
+wall times are medians over repeats with the methods interleaved in one process, so only their
+ratios are meaningful. `experiments/benchmark.py` is the command-line front end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from safjax import config as config_lib
+from safjax import costs, methods, models, simulate
+from safjax.methods import ottt, saf
+
+DATASET_SHAPES = {"digits": ((8, 8, 1), 10), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100)}
+
+
+class Variant(NamedTuple):
+    """A method with its configuration, e.g. BPTT with rematerialisation."""
+
+    name: str
+    method: str
+    remat: bool = False
+
+
+VARIANTS = {name: Variant(name, name) for name in methods.METHODS}
+VARIANTS["bptt_remat"] = Variant("bptt_remat", "bptt", remat=True)
+
+
+def _forward(method: str, net, unroll: int | bool = 1) -> Callable:
+    """The method's forward pass alone over T steps: (params, inputs, labels) → outputs."""
+    if method in ("saf_e", "saf_f"):
+        leak = saf.validate(net, method)
+
+        def saf_forward(p, x, y):
+            body = lambda state, x_t: saf.saf_step(net, leak, p, state, x_t)
+            return jax.lax.scan(body, saf.init_state(net, x.shape[1], x.dtype), x, unroll=unroll)[1][0]
+
+        return saf_forward
+    if method in ("ottt_a", "ottt_o"):
+
+        def ottt_forward(p, x, y):
+            step_loss = ottt.make_step_loss(net, config_lib.TrainConfig(), x.shape[0])
+
+            def body(state, x_t):
+                _, (state, output, _) = step_loss(p, state, x_t, y)
+                return state, output
+
+            return jax.lax.scan(body, ottt.init_state(net, x.shape[1], x.dtype), x, unroll=unroll)[1]
+
+        return ottt_forward
+    return lambda p, x, y: simulate.run(net, p, x, unroll)[0]
+
+
+def _step_forward(method: str, net) -> Callable:
+    """One time step of the method's forward: (params, x_t, labels) → outputs."""
+    if method in ("saf_e", "saf_f"):
+        leak = saf.validate(net, method)
+        return lambda p, x, y: saf.saf_step(net, leak, p, saf.init_state(net, x.shape[0], x.dtype), x)
+    if method in ("ottt_a", "ottt_o"):
+        step_loss = ottt.make_step_loss(net, config_lib.TrainConfig(), 1)
+        return lambda p, x, y: step_loss(p, ottt.init_state(net, x.shape[0], x.dtype), x, y)
+    return lambda p, x, y: simulate.network_step(net, p, simulate.init_network_state(net, x.shape[0], x.dtype), x)
+
+
+def synaptic_ops_per_step(method: str, net, params, x_t, labels) -> float:
+    """Synaptic operator evaluations per weighted operator per time step (SAF 1, OTTT 2)."""
+    count = costs.count_synaptic_evaluations(_step_forward(method, net), params, x_t, labels)
+    return count / net.num_synaptic_ops()
+
+
+def _flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0]
+    return float(analysis.get("flops", float("nan")))
+
+
+def _inputs(net, num_steps: int, batch_size: int):
+    key = jax.random.PRNGKey(num_steps)
+    inputs = jax.random.uniform(key, (num_steps, batch_size) + net.input_shape, jnp.float32)
+    return inputs, jax.random.randint(key, (batch_size,), 0, net.num_classes)
+
+
+def flops_per_step(make_fn: Callable, net, args_before: tuple, batch_size: int) -> tuple[float, float]:
+    """(FLOPs at T = 1, FLOPs per extra step) of ``make_fn(unroll)(*args_before, inputs, labels)``.
+
+    XLA's cost analysis counts a loop body once, whatever the trip count, so the count is taken
+    on fully unrolled programs at T = 1 and T = 2; every method's cost is affine in T (the same
+    work at every step plus a fixed part), so FLOPs(T) = first + (T − 1)·per_step exactly.
+    """
+    counts = []
+    for steps in (1, 2):
+        inputs, labels = _inputs(net, steps, batch_size)
+        counts.append(_flops(jax.jit(make_fn(True)).lower(*args_before, inputs, labels).compile()))
+    return counts[0], counts[1] - counts[0]
+
+
+def build(model: str, dataset: str, seed: int = 0):
+    """(net, float32 params) of a registered model at the data set's input shape."""
+    input_shape, num_classes = DATASET_SHAPES[dataset]
+    module = models.MODELS[model](nnx.Rngs(seed), num_classes=num_classes, input_shape=input_shape)
+    return module.network, module.params()
+
+
+def measure(
+    variant_names: list[str],
+    net,
+    params,
+    time_steps: list[int],
+    batch_size: int,
+    repeats: int = 5,
+    unroll: int | bool = 1,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """One record per variant × T (see `experiments/benchmark.py` for the fields)."""
+    optimizer = optax.sgd(0.01, momentum=0.9)
+    opt_state = optimizer.init(params)
+    records, affine_flops = [], {}
+    for num_steps in time_steps:
+        inputs, labels = _inputs(net, num_steps, batch_size)
+        compiled, rows = {}, {}
+        for name in variant_names:
+            variant = VARIANTS[name]
+            train_step = methods.get_method(variant.method).train_step
+
+            def make_step(unroll, train_step=train_step, variant=variant):
+                config = config_lib.TrainConfig(unroll=unroll, remat=variant.remat)
+                return lambda p, s, x, y: train_step(net, p, s, x, y, optimizer=optimizer, config=config)
+
+            start = time.perf_counter()
+            executable = jax.jit(make_step(unroll)).lower(params, opt_state, inputs, labels).compile()
+            compile_time = time.perf_counter() - start
+            memory = executable.memory_analysis()
+            compiled[name] = executable
+            if name not in affine_flops:
+                affine_flops[name] = (
+                    flops_per_step(make_step, net, (params, opt_state), batch_size),
+                    flops_per_step(lambda u, m=variant.method: _forward(m, net, u), net, (params,), batch_size),
+                )
+            (train_first, train_step_flops), (fwd_first, fwd_step_flops) = affine_flops[name]
+            rows[name] = {
+                "method": name,
+                "time_steps": num_steps,
+                "batch_size": batch_size,
+                "unroll": unroll,
+                "temp_bytes": int(memory.temp_size_in_bytes),
+                "argument_bytes": int(memory.argument_size_in_bytes),
+                "output_bytes": int(memory.output_size_in_bytes),
+                "flops": train_first + (num_steps - 1) * train_step_flops,
+                "forward_flops": fwd_first + (num_steps - 1) * fwd_step_flops,
+                "synaptic_ops_per_step": synaptic_ops_per_step(
+                    variant.method, net, params, inputs[0], labels
+                ),
+                "compile_time_s": compile_time,
+            }
+            jax.block_until_ready(executable(params, opt_state, inputs, labels))  # warm-up
+        times = {name: [] for name in variant_names}
+        for _ in range(repeats):  # interleaved, so that drifts hit every method alike
+            for name in variant_names:
+                start = time.perf_counter()
+                jax.block_until_ready(compiled[name](params, opt_state, inputs, labels))
+                times[name].append(time.perf_counter() - start)
+        for name in variant_names:
+            ms = np.asarray(times[name]) * 1e3
+            rows[name].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
+                              step_time_max_ms=float(ms.max()))
+            records.append(rows[name])
+            log(format_row(rows[name]))
+    return records
+
+
+HEADER = (f"{'method':<11} {'T':>3} {'temp MB':>9} {'GFLOP':>9} {'fwd GFLOP':>9} {'syn/step':>8} "
+          f"{'step ms':>9} {'compile s':>9}")
+
+
+def format_row(row: dict) -> str:
+    return (f"{row['method']:<11} {row['time_steps']:>3} {row['temp_bytes'] / 1e6:>9.2f} "
+            f"{row['flops'] / 1e9:>9.3f} {row['forward_flops'] / 1e9:>9.3f} "
+            f"{row['synaptic_ops_per_step']:>8.1f} {row['step_time_ms']:>9.2f} {row['compile_time_s']:>9.2f}")
+
+
+def environment() -> dict:
+    """Device kind and count, backend, and versions — recorded next to every benchmark."""
+    import jaxlib
+
+    device = jax.devices()[0]
+    info = {
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+    }
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "peak_bytes_in_use" in stats:
+        info["process_peak_bytes_in_use"] = int(stats["peak_bytes_in_use"])
+    return info
