@@ -3,8 +3,10 @@
     python -m experiments.benchmark --model=digits_mlp --time_steps=2,4,8,16,32
     python -m experiments.benchmark --model=vgg11_sws --dataset=cifar10 --batch_size=128 --time_steps=6
 
-Per method × T it records temp/argument/output bytes (XLA memory_analysis), flops of the
-training step and forward_flops of the forward alone (cost_analysis), synaptic_ops_per_step
+Per method × T it records temp/argument/output bytes (XLA memory_analysis); flops of the
+training step and forward_flops of the forward alone (dense/conv FLOPs counted on the traced
+program, scan bodies × their length — XLA's cost_analysis counts a loop body once, and is kept
+as xla_flops_loop_body_once); synaptic_ops_per_step
 (evaluations per weighted operator per step, counted in the traced program), step_time_ms
 (median over --repeats, methods interleaved; min/max too) and compile_time_s, plus the device
 and versions. `bptt_remat` is BPTT with jax.checkpoint, the strong baseline.
@@ -25,6 +27,8 @@ flags.DEFINE_string("dataset", "digits", "Sets input shape and classes: digits, 
 flags.DEFINE_integer("batch_size", 32, "Minibatch size.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up).")
 flags.DEFINE_string("unroll", "1", "lax.scan unroll of the time loop: an int, or 'true' for full unrolling.")
+flags.DEFINE_string("conv_weight_grad", "auto", "Conv weight gradient: auto (swapped on CPU), swapped, plain.")
+flags.DEFINE_string("plot", "", "If set, write memory-vs-T and time-vs-T figures to this PNG.")
 flags.DEFINE_string("output", "", "Write the records and environment as JSON here.")
 
 
@@ -45,7 +49,12 @@ def _parse() -> tuple[list[str], list[int], int | bool]:
         raise ValueError(f"--model must be one of {', '.join(benchmark.models.MODELS)}.")
     if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
         raise ValueError("--batch_size and --repeats must be ≥ 1.")
-    unroll = True if FLAGS.unroll.lower() == "true" else int(FLAGS.unroll)
+    if FLAGS.conv_weight_grad not in benchmark.CONV_WEIGHT_GRADS:
+        raise ValueError(f"--conv_weight_grad must be one of {', '.join(benchmark.CONV_WEIGHT_GRADS)}.")
+    try:
+        unroll = True if FLAGS.unroll.lower() == "true" else int(FLAGS.unroll)
+    except ValueError:
+        raise ValueError(f"--unroll must be an integer ≥ 1 or 'true', got {FLAGS.unroll!r}.")
     return names, steps, unroll
 
 
@@ -55,17 +64,24 @@ def main(argv):
         names, steps, unroll = _parse()
     except ValueError as error:
         sys.exit(f"error: {error}")
-    net, params = benchmark.build(FLAGS.model, FLAGS.dataset)
+    net, params = benchmark.build(FLAGS.model, FLAGS.dataset, conv_weight_grad=FLAGS.conv_weight_grad)
     env = benchmark.environment()
-    print(f"{FLAGS.model} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}; "
+    print(f"{FLAGS.model} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}, "
+          f"conv weight grad {FLAGS.conv_weight_grad}; "
           f"{env['device_count']}× {env['device_kind']} ({env['backend']}), jax {env['jax']}", flush=True)
     print(benchmark.HEADER, flush=True)
     records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
                                 log=lambda line: print(line, flush=True))
+    if FLAGS.plot:
+        from safjax import plots  # matplotlib only when asked for
+
+        plots.benchmark_curves(records, FLAGS.plot, f"{FLAGS.model}, batch {FLAGS.batch_size}, "
+                               f"{env['device_kind']}")
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
             json.dump({"environment": benchmark.environment(), "model": FLAGS.model,
-                       "dataset": FLAGS.dataset, "records": records}, f, indent=2)
+                       "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad,
+                       "records": records}, f, indent=2)
 
 
 if __name__ == "__main__":

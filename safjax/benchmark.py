@@ -7,6 +7,7 @@ ratios are meaningful. `experiments/benchmark.py` is the command-line front end.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, NamedTuple
 
@@ -17,7 +18,8 @@ import optax
 from flax import nnx
 
 from safjax import config as config_lib
-from safjax import costs, methods, models, simulate
+from safjax import costs, methods, models, ops, simulate
+from safjax import network as network_lib
 from safjax.methods import ottt, saf
 
 DATASET_SHAPES = {"digits": ((8, 8, 1), 10), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100)}
@@ -90,25 +92,23 @@ def _inputs(net, num_steps: int, batch_size: int):
     return inputs, jax.random.randint(key, (batch_size,), 0, net.num_classes)
 
 
-def flops_per_step(make_fn: Callable, net, args_before: tuple, batch_size: int) -> tuple[float, float]:
-    """(FLOPs at T = 1, FLOPs per extra step) of ``make_fn(unroll)(*args_before, inputs, labels)``.
+CONV_WEIGHT_GRADS = {"auto": None, "swapped": True, "plain": False}
 
-    XLA's cost analysis counts a loop body once, whatever the trip count, so the count is taken
-    on fully unrolled programs at T = 1 and T = 2; every method's cost is affine in T (the same
-    work at every step plus a fixed part), so FLOPs(T) = first + (T − 1)·per_step exactly.
+
+def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto"):
+    """(net, float32 params) of a registered model at the data set's input shape.
+
+    ``conv_weight_grad``: "auto" (swapped-axes weight gradient on CPU only), "swapped" or "plain"
+    (see `safjax.conv`).
     """
-    counts = []
-    for steps in (1, 2):
-        inputs, labels = _inputs(net, steps, batch_size)
-        counts.append(_flops(jax.jit(make_fn(True)).lower(*args_before, inputs, labels).compile()))
-    return counts[0], counts[1] - counts[0]
-
-
-def build(model: str, dataset: str, seed: int = 0):
-    """(net, float32 params) of a registered model at the data set's input shape."""
     input_shape, num_classes = DATASET_SHAPES[dataset]
     module = models.MODELS[model](nnx.Rngs(seed), num_classes=num_classes, input_shape=input_shape)
-    return module.network, module.params()
+    swapped = CONV_WEIGHT_GRADS[conv_weight_grad]
+
+    def set_weight_grad(op):
+        return dataclasses.replace(op, swapped_weight_grad=swapped) if isinstance(op, ops.Conv) else op
+
+    return network_lib.map_operators(module.network, set_weight_grad), module.params()
 
 
 def measure(
@@ -124,7 +124,7 @@ def measure(
     """One record per variant × T (see `experiments/benchmark.py` for the fields)."""
     optimizer = optax.sgd(0.01, momentum=0.9)
     opt_state = optimizer.init(params)
-    records, affine_flops = [], {}
+    records = []
     for num_steps in time_steps:
         inputs, labels = _inputs(net, num_steps, batch_size)
         compiled, rows = {}, {}
@@ -141,12 +141,6 @@ def measure(
             compile_time = time.perf_counter() - start
             memory = executable.memory_analysis()
             compiled[name] = executable
-            if name not in affine_flops:
-                affine_flops[name] = (
-                    flops_per_step(make_step, net, (params, opt_state), batch_size),
-                    flops_per_step(lambda u, m=variant.method: _forward(m, net, u), net, (params,), batch_size),
-                )
-            (train_first, train_step_flops), (fwd_first, fwd_step_flops) = affine_flops[name]
             rows[name] = {
                 "method": name,
                 "time_steps": num_steps,
@@ -155,8 +149,11 @@ def measure(
                 "temp_bytes": int(memory.temp_size_in_bytes),
                 "argument_bytes": int(memory.argument_size_in_bytes),
                 "output_bytes": int(memory.output_size_in_bytes),
-                "flops": train_first + (num_steps - 1) * train_step_flops,
-                "forward_flops": fwd_first + (num_steps - 1) * fwd_step_flops,
+                "flops": costs.count_matmul_flops(make_step(unroll), params, opt_state, inputs, labels),
+                "forward_flops": costs.count_matmul_flops(
+                    _forward(variant.method, net, unroll), params, inputs, labels
+                ),
+                "xla_flops_loop_body_once": _flops(executable),
                 "synaptic_ops_per_step": synaptic_ops_per_step(
                     variant.method, net, params, inputs[0], labels
                 ),

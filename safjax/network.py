@@ -212,3 +212,12 @@ def check_inputs(net: Network, inputs: Array, labels: Array) -> None:
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"`labels` must be integer class indices, got dtype {labels.dtype}.")
+
+
+def map_operators(net: Network, fn: Callable) -> Network:
+    """A copy of ``net`` with every operator replaced by ``fn(op)`` (e.g. to change a static option)."""
+    layers = tuple(
+        SpikingLayer(tuple(Path(p.source, tuple(map(fn, p.ops))) for p in layer.paths), layer.neuron)
+        for layer in net.layers
+    )
+    return Network(net.input_shape, layers, tuple(map(fn, net.readout)))

@@ -188,40 +188,40 @@ def _pool_shape(op: str, in_shape: Shape, window: int) -> Shape:
 
 
 @dataclasses.dataclass(frozen=True)
-class AvgPool(_ParameterFree):
-    """Average pooling with a square window and stride = window, [B, H, W, C] → [B, H/w, W/w, C]."""
+class _Pool(_ParameterFree):
+    """Square window, stride = window: [B, H, W, C] → [B, H/w, W/w, C]."""
 
     window: int = 2
-    linear = True
 
     def __post_init__(self):
-        _positive_int("window", self.window, "AvgPool")
+        _positive_int("window", self.window, type(self).__name__)
 
     def out_shape(self, in_shape: Shape) -> Shape:
-        return _pool_shape("AvgPool", in_shape, self.window)
+        return _pool_shape(type(self).__name__, in_shape, self.window)
 
-    def apply(self, params: Params, x: Array, bias_scale: Array | float = 1.0) -> Array:
+    def _reduce(self, x: Array, init, reducer) -> Array:
         w = self.window
-        summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, w, w, 1), (1, w, w, 1), "VALID")
-        return summed / (w * w)
+        return jax.lax.reduce_window(x, init, reducer, (1, w, w, 1), (1, w, w, 1), "VALID")
 
 
 @dataclasses.dataclass(frozen=True)
-class MaxPool(_ParameterFree):
-    """Max pooling. Not linear: SAF, OTTT and SR refuse networks containing it."""
+class AvgPool(_Pool):
+    """Average pooling."""
 
-    window: int = 2
-    linear = False
-
-    def __post_init__(self):
-        _positive_int("window", self.window, "MaxPool")
-
-    def out_shape(self, in_shape: Shape) -> Shape:
-        return _pool_shape("MaxPool", in_shape, self.window)
+    linear = True
 
     def apply(self, params: Params, x: Array, bias_scale: Array | float = 1.0) -> Array:
-        w = self.window
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, w, w, 1), (1, w, w, 1), "VALID")
+        return self._reduce(x, 0.0, jax.lax.add) / (self.window * self.window)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaxPool(_Pool):
+    """Max pooling. Not linear: SAF, OTTT and SR refuse networks containing it."""
+
+    linear = False
+
+    def apply(self, params: Params, x: Array, bias_scale: Array | float = 1.0) -> Array:
+        return self._reduce(x, -jnp.inf, jax.lax.max)
 
 
 @dataclasses.dataclass(frozen=True)

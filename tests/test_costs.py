@@ -27,6 +27,22 @@ def test_counting_helper_on_a_hand_built_program():
     assert costs.count_synaptic_evaluations(program, jnp.ones((2, 4)), jnp.ones((1, 5, 5, 2))) == 4
 
 
+def test_matmul_flops_multiply_scan_bodies_by_their_length():
+    w = jnp.ones((4, 6))
+    k = jnp.ones((3, 3, 2, 5))
+
+    def program(x, img):
+        y, _ = jax.lax.scan(lambda c, _: (c + (x @ w).sum(), None), 0.0, None, length=7)
+        z = jax.lax.conv_general_dilated(img, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + z.sum()
+
+    expected = 7 * 2 * (2 * 6 * 4) + 2 * (1 * 5 * 5 * 5) * (2 * 3 * 3)
+    assert costs.count_matmul_flops(program, jnp.ones((2, 4)), jnp.ones((1, 5, 5, 2))) == expected
+    # Under jax.grad the backward pass's matmuls count too.
+    grad_flops = costs.count_matmul_flops(jax.grad(lambda x: program(x, jnp.ones((1, 5, 5, 2)))), jnp.ones((2, 4)))
+    assert grad_flops > expected
+
+
 @pytest.mark.parametrize("architecture", reference_nets.ARCHITECTURES)
 def test_saf_evaluates_each_synaptic_operator_once_and_ottt_twice(architecture):
     net = reference_nets.build(architecture)

@@ -102,9 +102,9 @@ def test_bad_train_config_raises(kwargs, match):
         safjax.TrainConfig(**kwargs)
 
 
-def _params_after_one_step(method, config, architecture="conv"):
+def _params_after_one_step(method, config, architecture="conv", num_steps=5):
     net = reference_nets.build(architecture, 0.9)
-    params, inputs, labels = reference_nets.params_and_data(net, 5)
+    params, inputs, labels = reference_nets.params_and_data(net, num_steps)
     optimizer = optax.sgd(0.3, momentum=0.9)
     step = safjax.make_train_step(method, net, optimizer, config)
     return params, step(params, optimizer.init(params), inputs, labels)
@@ -118,10 +118,19 @@ def test_unrolled_time_loop_equals_scan(method):
     np.testing.assert_allclose(m_scan.loss, m_unrolled.loss, rtol=1e-12)
 
 
-def test_bptt_rematerialisation_gives_the_same_update():
-    _, (p_plain, _, _) = _params_after_one_step("bptt", safjax.TrainConfig())
-    _, (p_remat, _, _) = _params_after_one_step("bptt", safjax.TrainConfig(remat=True))
+@pytest.mark.parametrize("num_steps", [5, 9])  # prime: per-step chunks; 9: three chunks of 3
+def test_bptt_rematerialisation_gives_the_same_update(num_steps):
+    _, (p_plain, _, m_plain) = _params_after_one_step("bptt", safjax.TrainConfig(), num_steps=num_steps)
+    _, (p_remat, _, m_remat) = _params_after_one_step(
+        "bptt", safjax.TrainConfig(remat=True), num_steps=num_steps
+    )
     chex.assert_trees_all_close(p_plain, p_remat, atol=1e-12)
+    np.testing.assert_allclose(m_plain.outputs, m_remat.outputs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("num_steps,chunk", [(1, 1), (4, 2), (6, 3), (7, 1), (9, 3), (12, 4), (32, 4), (36, 6)])
+def test_remat_chunk_is_a_divisor_near_the_square_root(num_steps, chunk):
+    assert safjax.methods.bptt.remat_chunk(num_steps) == chunk
 
 
 @pytest.mark.parametrize("truncation", [1, 2, 3])

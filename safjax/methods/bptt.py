@@ -1,9 +1,14 @@
 """BPTT (spec §2): unroll all T steps, loss Σ_t L[t], differentiate through time (reset path
-included unless ``detach_reset``). Memory grows linearly in T; ``config.remat`` rematerialises
-each step in the backward pass (`jax.checkpoint`), the strong baseline.
+included unless ``detach_reset``). Memory grows linearly in T.
+
+``config.remat`` is the strong baseline: the time loop becomes a scan over chunks of c ≈ √T
+steps, each chunk under `jax.checkpoint`, so the backward pass keeps one carry per chunk and
+recomputes one chunk at a time — memory O(T/c + c) instead of O(T), for one extra forward.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 
@@ -15,24 +20,35 @@ from safjax.methods import base
 NAME = "bptt"
 
 
+def remat_chunk(num_steps: int) -> int:
+    """The largest divisor of ``num_steps`` not above ⌈√num_steps⌉ (1 for a prime T)."""
+    limit = math.isqrt(num_steps - 1) + 1 if num_steps > 1 else 1
+    return max(d for d in range(1, limit + 1) if num_steps % d == 0)
+
+
 def sequence_loss(net: network_lib.Network, config, num_steps: int, remat: bool = False):
     """``loss(params, state, inputs [K, B, ...], labels)`` over K steps, each L[t] = ℓ(o[t])/T.
 
     Returns ``(loss, (state, Σ o[t] [B, C], Σ_t rates[t] per layer))``.
     """
 
-    def step(params, labels, state, x_t):
-        state, (output, spikes) = simulate.network_step(net, params, state, x_t)
-        loss = losses.ce_mse_loss(output, labels, config.mse_weight) / num_steps
-        return state, (loss, output, base.mean_rates(spikes))
+    def run_steps(params, labels, state, inputs):
+        def step(state, x_t):
+            state, (output, spikes) = simulate.network_step(net, params, state, x_t)
+            loss = losses.ce_mse_loss(output, labels, config.mse_weight) / num_steps
+            return state, (loss, output, base.mean_rates(spikes))
 
-    if remat:
-        step = jax.checkpoint(step)
+        state, (loss, outputs, rates) = jax.lax.scan(step, state, inputs, unroll=config.unroll)
+        return state, (loss.sum(), outputs.sum(0), tuple(r.sum() for r in rates))
 
     def loss_fn(params, state, inputs, labels):
-        state, (loss, outputs, rates) = jax.lax.scan(
-            lambda s, x: step(params, labels, s, x), state, inputs, unroll=config.unroll
-        )
+        if not remat:
+            state, (loss, outputs, rates) = run_steps(params, labels, state, inputs)
+            return loss, (state, outputs, rates)
+        chunk = remat_chunk(inputs.shape[0])
+        chunks = inputs.reshape((inputs.shape[0] // chunk, chunk) + inputs.shape[1:])
+        run_chunk = jax.checkpoint(lambda s, x: run_steps(params, labels, s, x))
+        state, (loss, outputs, rates) = jax.lax.scan(run_chunk, state, chunks)
         return loss.sum(), (state, outputs.sum(0), tuple(r.sum() for r in rates))
 
     return loss_fn

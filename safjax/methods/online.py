@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from safjax import network as network_lib
 from safjax.methods import base
 
 Array = jax.Array
@@ -103,3 +104,33 @@ def step_gradients(
 
     _, grads = jax.lax.scan(body, carry, inputs, unroll=unroll)
     return grads
+
+
+def make_train_step(make_step_loss: Callable, init_state: Callable, name: str, update_every_step: bool):
+    """An online method's ``train_step(net, params, opt_state, inputs, labels, *, optimizer, config)``
+    from ``make_step_loss(net, config, num_steps, name)`` and ``init_state(net, batch, dtype)``."""
+
+    def train_step(net, params, opt_state, inputs, labels, *, optimizer, config):
+        """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
+        network_lib.check_inputs(net, inputs, labels)
+        step_loss = make_step_loss(net, config, inputs.shape[0], name)
+        carry = init_state(net, inputs.shape[1], inputs.dtype)
+        return run_online(
+            step_loss, carry, params, opt_state, inputs, labels, optimizer, update_every_step,
+            config.unroll,
+        )
+
+    return train_step
+
+
+def make_step_gradients(make_step_loss: Callable, init_state: Callable, name: str):
+    """``step_gradients(net, params, inputs, labels, config)``: ∇L[t] at fixed params for every t
+    (leaves gain a leading [T] axis)."""
+
+    def gradients(net, params, inputs, labels, config):
+        network_lib.check_inputs(net, inputs, labels)
+        step_loss = make_step_loss(net, config, inputs.shape[0], name)
+        carry = init_state(net, inputs.shape[1], inputs.dtype)
+        return step_gradients(step_loss, carry, params, inputs, labels, config.unroll)
+
+    return gradients

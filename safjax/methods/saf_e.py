@@ -13,9 +13,11 @@ from safjax.methods import base, online, saf
 NAME = "saf_e"
 
 
-def make_step_loss(net: network_lib.Network, config: config_lib.TrainConfig, num_steps: int):
+def make_step_loss(
+    net: network_lib.Network, config: config_lib.TrainConfig, num_steps: int, method: str = NAME
+):
     """``step_loss(params, state, x_t, labels) -> (L[t], (state, o[t], rates[t]))``."""
-    leak = saf.validate(net, NAME)
+    leak = saf.validate(net, method)
 
     def step_loss(params, state: saf.SAFState, x_t, labels):
         state, (output, _, spikes) = saf.saf_step(net, leak, params, state, x_t)
@@ -25,19 +27,5 @@ def make_step_loss(net: network_lib.Network, config: config_lib.TrainConfig, num
     return step_loss
 
 
-def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, optimizer, config):
-    """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
-    network_lib.check_inputs(net, inputs, labels)
-    step_loss = make_step_loss(net, config, inputs.shape[0])
-    carry = saf.init_state(net, inputs.shape[1], inputs.dtype)
-    return online.run_online(
-        step_loss, carry, params, opt_state, inputs, labels, optimizer, True, config.unroll
-    )
-
-
-def step_gradients(net: network_lib.Network, params, inputs, labels, config):
-    """∇L[t] at fixed params for every t; leaves gain a leading [T] axis."""
-    network_lib.check_inputs(net, inputs, labels)
-    step_loss = make_step_loss(net, config, inputs.shape[0])
-    carry = saf.init_state(net, inputs.shape[1], inputs.dtype)
-    return online.step_gradients(step_loss, carry, params, inputs, labels, config.unroll)
+train_step = online.make_train_step(make_step_loss, saf.init_state, NAME, update_every_step=True)
+step_gradients = online.make_step_gradients(make_step_loss, saf.init_state, NAME)

@@ -1,0 +1,47 @@
+"""The benchmark's deterministic parts: fields, synaptic counts, FLOPs extrapolation — not timings."""
+
+import jax
+import optax
+import pytest
+
+from safjax import benchmark, ops
+
+
+@pytest.fixture(scope="module")
+def records():
+    net, params = benchmark.build("digits_mlp", "digits")
+    return benchmark.measure(["saf_e", "ottt_o", "bptt", "bptt_remat"], net, params, [3], 32,
+                             repeats=1, log=lambda _: None)
+
+
+def test_records_hold_every_field(records):
+    fields = {"method", "time_steps", "temp_bytes", "argument_bytes", "output_bytes", "flops",
+              "forward_flops", "synaptic_ops_per_step", "step_time_ms", "step_time_min_ms",
+              "step_time_max_ms", "compile_time_s"}
+    for row in records:
+        assert fields <= set(row)
+        assert row["temp_bytes"] > 0 and row["flops"] > row["forward_flops"] > 0
+
+
+def test_saf_halves_ottt_forward_synaptic_work(records):
+    by_name = {r["method"]: r for r in records}
+    assert by_name["saf_e"]["synaptic_ops_per_step"] == 1.0
+    assert by_name["ottt_o"]["synaptic_ops_per_step"] == 2.0
+    assert by_name["saf_e"]["forward_flops"] == 0.5 * by_name["ottt_o"]["forward_flops"]
+    assert by_name["bptt_remat"]["flops"] > by_name["bptt"]["flops"]  # recomputation costs FLOPs
+    # MLP 64 → 256 → 10, batch 32, T = 3: forward = 3 steps × 2·32·(64·256 + 256·10) FLOPs.
+    assert by_name["bptt"]["forward_flops"] == 3 * 2 * 32 * (64 * 256 + 256 * 10)
+
+
+def test_conv_weight_gradient_option_reaches_every_conv():
+    net, _ = benchmark.build("reference_conv", "cifar10", conv_weight_grad="plain")
+    convs = [op for op in net.all_ops() if isinstance(op, ops.Conv)]
+    assert len(convs) == 3 and all(op.swapped_weight_grad is False for op in convs)
+
+
+def test_curves_are_written_as_png(records, tmp_path):
+    from safjax import plots
+
+    path = tmp_path / "curves.png"
+    plots.benchmark_curves(records, str(path), "test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
