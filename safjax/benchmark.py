@@ -201,3 +201,19 @@ def environment() -> dict:
     if stats and "peak_bytes_in_use" in stats:
         info["process_peak_bytes_in_use"] = int(stats["peak_bytes_in_use"])
     return info
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The records as a Markdown table (memory in MB, FLOPs in GFLOP, times in ms)."""
+    lines = [
+        "| method | T | temp MB | GFLOP (train) | GFLOP (forward) | synaptic evals / op / step | step ms (min–max) | compile s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['method']} | {r['time_steps']} | {r['temp_bytes'] / 1e6:.2f} | {r['flops'] / 1e9:.3f} | "
+            f"{r['forward_flops'] / 1e9:.3f} | {r['synaptic_ops_per_step']:.0f} | "
+            f"{r['step_time_ms']:.2f} ({r['step_time_min_ms']:.2f}–{r['step_time_max_ms']:.2f}) | "
+            f"{r['compile_time_s']:.2f} |"
+        )
+    return "\n".join(lines)

@@ -45,3 +45,9 @@ def test_curves_are_written_as_png(records, tmp_path):
     path = tmp_path / "curves.png"
     plots.benchmark_curves(records, str(path), "test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_markdown_table_has_a_row_per_record(records):
+    table = benchmark.markdown_table(records).splitlines()
+    assert len(table) == 2 + len(records)
+    assert all(line.count("|") == table[0].count("|") for line in table)
