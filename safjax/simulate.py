@@ -23,6 +23,12 @@ def init_network_state(net: network_lib.Network, batch_size: int, dtype=jnp.floa
     )
 
 
+def init_traces(net: network_lib.Network, batch_size: int, dtype=jnp.float32) -> tuple:
+    """â = 0 for the input and every layer: ``(â^0, â^1, ..., â^N)``, each [B, *shape]."""
+    shapes = (net.input_shape,) + net.layer_shapes
+    return tuple(jnp.zeros((batch_size,) + shape, dtype) for shape in shapes)
+
+
 def network_step(
     net: network_lib.Network,
     params: network_lib.Params,

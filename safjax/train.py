@@ -9,7 +9,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 
 import jax
@@ -19,7 +18,7 @@ import optax
 from flax import nnx
 
 from safjax import config as config_lib
-from safjax import datasets, encoding, inference, methods, models, training
+from safjax import datasets, encoding, inference, methods, models, parallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +37,7 @@ class ExperimentConfig:
     leak: float = 0.5
     threshold: float = 1.0
     mse_weight: float = 0.0
+    num_devices: int = 0
     workdir: str = ""
 
     def validate(self) -> None:
@@ -54,6 +54,8 @@ class ExperimentConfig:
             (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),
             (math.isfinite(self.threshold) and self.threshold > 0, "threshold", "a number > 0"),
             (0.0 <= self.mse_weight <= 1.0, "mse_weight", "a number in [0, 1]"),
+            (0 <= self.num_devices <= jax.device_count(), "num_devices",
+             f"0 (all) to {jax.device_count()}, the devices JAX sees"),
         ]
         for ok, name, valid in checks:
             if not ok:
@@ -67,6 +69,11 @@ def _log(message: str) -> None:
 def train_and_evaluate(config: ExperimentConfig) -> dict:
     """Train, evaluate on the test split after every epoch, return (and save) the results."""
     config.validate()
+    mesh = parallel.make_mesh(config.num_devices or None)
+    num_devices = mesh.devices.size
+    if config.batch_size % num_devices:
+        raise ValueError(f"--batch_size={config.batch_size} is invalid: expected a multiple of the "
+                         f"{num_devices} devices (or set --num_devices).")
     train_x, train_y = datasets.load_digits("train")
     test_x, test_y = datasets.load_digits("test")
     model = models.MODELS[config.model](
@@ -75,8 +82,8 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     net, params = model.network, model.params()
     optimizer = optax.adam(config.learning_rate)
     opt_state = optimizer.init(params)
-    step = training.make_train_step(
-        config.method, net, optimizer, config_lib.TrainConfig(mse_weight=config.mse_weight)
+    step = parallel.make_parallel_train_step(
+        config.method, net, optimizer, mesh, config_lib.TrainConfig(mse_weight=config.mse_weight)
     )
     time_steps = config.time_steps
 
@@ -91,7 +98,8 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
         raise ValueError(f"--batch_size={config.batch_size} exceeds the {len(train_y)} training examples.")
     history, start = [], time.time()
     _log(f"{config.method} on {config.dataset} ({len(train_y)} train / {len(test_y)} test), "
-         f"T={time_steps}, {config.epochs} epochs of {steps_per_epoch} minibatches")
+         f"T={time_steps}, {config.epochs} epochs of {steps_per_epoch} minibatches, "
+         f"{num_devices} device(s)")
     for epoch in range(1, config.epochs + 1):
         order = rng.permutation(len(train_y))
         losses = []
@@ -112,7 +120,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     elapsed = time.time() - start
     results = {
         **dataclasses.asdict(config),
-        "num_devices": 1,
+        "num_devices": num_devices,
         "epochs_completed": config.epochs,
         "test_accuracy": history[-1]["test_accuracy"],
         "train_loss_history": [h["train_loss"] for h in history],

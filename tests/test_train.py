@@ -28,3 +28,8 @@ def test_bad_flags_exit_nonzero_with_one_clear_line(flag, match):
     assert run.returncode != 0
     assert match in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_batch_size_must_divide_over_devices():
+    with pytest.raises(ValueError, match="--batch_size=30 is invalid: expected a multiple of the 4 devices"):
+        train.train_and_evaluate(train.ExperimentConfig(batch_size=30, num_devices=4, epochs=1))

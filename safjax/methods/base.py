@@ -33,8 +33,23 @@ class Method(NamedTuple):
 
 
 def mean_rates(spikes: tuple) -> tuple:
-    """Per-layer mean of spike arrays (any shapes) → tuple of scalars."""
-    return tuple(jnp.mean(s) for s in spikes)
+    """Per-layer, per-example mean spike count of one step: [B, ...] arrays → [B] each.
+
+    Kept per example (not averaged over the batch) so that under data parallelism the running
+    sums need no cross-device reduction inside the time loop; `finish_rates` averages at the end.
+    """
+    return tuple(jnp.mean(s.reshape(s.shape[0], -1), axis=1) for s in spikes)
+
+
+def finish_rates(rate_sums: tuple, num_steps: int) -> tuple:
+    """Per-layer firing rates (spikes per neuron per step, scalars) from Σ_t `mean_rates`."""
+    return tuple(jnp.mean(r) / num_steps for r in rate_sums)
+
+
+def zero_totals(net, batch_size: int, dtype) -> tuple:
+    """Zero running sums (Σ_t o[t] [B, C], Σ_t rates[t] [B] per layer) for a scan's carry."""
+    outputs = jnp.zeros((batch_size, net.num_classes), dtype)
+    return outputs, tuple(jnp.zeros((batch_size,), dtype) for _ in net.layers)
 
 
 def apply_gradients(optimizer: optax.GradientTransformation, grads, opt_state, params):

@@ -39,7 +39,7 @@ def sequence_loss(net: network_lib.Network, config, num_steps: int, remat: bool 
             return state, (loss, output, base.mean_rates(spikes))
 
         state, (loss, outputs, rates) = jax.lax.scan(step, state, inputs, unroll=config.unroll)
-        return state, (loss.sum(), outputs.sum(0), tuple(r.sum() for r in rates))
+        return state, (loss.sum(), outputs.sum(0), tuple(r.sum(0) for r in rates))
 
     def loss_fn(params, state, inputs, labels):
         if not remat:
@@ -49,7 +49,7 @@ def sequence_loss(net: network_lib.Network, config, num_steps: int, remat: bool 
         chunks = inputs.reshape((inputs.shape[0] // chunk, chunk) + inputs.shape[1:])
         run_chunk = jax.checkpoint(lambda s, x: run_steps(params, labels, s, x))
         state, (loss, outputs, rates) = jax.lax.scan(run_chunk, state, chunks)
-        return loss.sum(), (state, outputs.sum(0), tuple(r.sum() for r in rates))
+        return loss.sum(), (state, outputs.sum(0), tuple(r.sum(0) for r in rates))
 
     return loss_fn
 
@@ -62,7 +62,7 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
 
     def total(params):
         loss, (_, outputs, rates) = loss_fn(params, state, inputs, labels)
-        return loss, (outputs, tuple(r / inputs.shape[0] for r in rates))
+        return loss, (outputs, base.finish_rates(rates, inputs.shape[0]))
 
     return jax.value_and_grad(total, has_aux=True)(params)
 

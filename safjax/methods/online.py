@@ -85,7 +85,7 @@ def run_online(
     if not update_every_step:
         params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
     num_steps = inputs.shape[0]
-    metrics = base.StepOutput(loss, outputs, tuple(r / num_steps for r in rates))
+    metrics = base.StepOutput(loss, outputs, base.finish_rates(rates, num_steps))
     return params, opt_state, metrics
 
 

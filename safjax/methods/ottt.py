@@ -42,10 +42,9 @@ def validate(net: network_lib.Network, method: str) -> float:
 
 
 def init_state(net: network_lib.Network, batch_size: int, dtype=jnp.float32) -> OTTTState:
-    shapes = (net.input_shape,) + net.layer_shapes
     return OTTTState(
         simulate.init_network_state(net, batch_size, dtype),
-        tuple(jnp.zeros((batch_size,) + s, dtype) for s in shapes),
+        simulate.init_traces(net, batch_size, dtype),
         jnp.zeros((), dtype),
     )
 

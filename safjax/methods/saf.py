@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from safjax import network as network_lib
+from safjax import simulate
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -48,9 +49,8 @@ def validate(net: network_lib.Network, method: str) -> float:
 
 
 def init_state(net: network_lib.Network, batch_size: int, dtype=jnp.float32) -> SAFState:
-    shapes = (net.input_shape,) + net.layer_shapes
     return SAFState(
-        tuple(jnp.zeros((batch_size,) + s, dtype) for s in shapes),
+        simulate.init_traces(net, batch_size, dtype),
         jnp.zeros((batch_size, net.num_classes), dtype),
         jnp.zeros((), dtype),
     )

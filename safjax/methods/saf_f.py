@@ -30,8 +30,7 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
         return (state, base.tree_add(totals, (output, base.mean_rates(spikes)))), None
 
     state = saf.init_state(net, inputs.shape[1], inputs.dtype)
-    zero_rates = tuple(jnp.zeros((), inputs.dtype) for _ in net.layers)
-    totals = (jnp.zeros((inputs.shape[1], net.num_classes), inputs.dtype), zero_rates)
+    totals = base.zero_totals(net, inputs.shape[1], inputs.dtype)
     num_steps = inputs.shape[0]
     (state, (outputs, rates)), _ = jax.lax.scan(
         body, (state, totals), jnp.arange(num_steps - 1), unroll=config.unroll
@@ -44,7 +43,7 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
         logits = potential_out / (leak * state.c + 1.0)
         loss = losses.ce_mse_loss(logits, labels, config.mse_weight)
         all_rates = base.tree_add(rates, base.mean_rates(spikes))
-        return loss, (outputs + output, tuple(r / num_steps for r in all_rates))
+        return loss, (outputs + output, base.finish_rates(all_rates, num_steps))
 
     return jax.value_and_grad(final_loss, has_aux=True)(params)
 

@@ -34,7 +34,7 @@ def measure_traces(net: network_lib.Network, params, inputs, leak: float, unroll
     """Run the LIF SNN; returns (RateState at T, Σ_t o[t] [B, C], per-layer firing rates)."""
     params = sg(params)
     batch, dtype = inputs.shape[1], inputs.dtype
-    zeros = tuple(jnp.zeros((batch,) + s, dtype) for s in (net.input_shape,) + net.layer_shapes)
+    zeros = simulate.init_traces(net, batch, dtype)
     state = RateState(simulate.init_network_state(net, batch, dtype), zeros, zeros, jnp.zeros((), dtype))
 
     def body(carry, x_t):
@@ -44,9 +44,9 @@ def measure_traces(net: network_lib.Network, params, inputs, leak: float, unroll
         state = RateState(neurons, traces, state.traces, leak * state.c + 1.0)
         return (state, base.tree_add(totals, (output, base.mean_rates(spikes)))), None
 
-    totals = (jnp.zeros((batch, net.num_classes), dtype), tuple(jnp.zeros((), dtype) for _ in net.layers))
+    totals = base.zero_totals(net, batch, dtype)
     (state, (outputs, rates)), _ = jax.lax.scan(body, (state, totals), inputs, unroll=unroll)
-    return state, outputs, tuple(r / inputs.shape[0] for r in rates)
+    return state, outputs, base.finish_rates(rates, inputs.shape[0])
 
 
 def rate_logits(net: network_lib.Network, params, state: RateState) -> jax.Array:

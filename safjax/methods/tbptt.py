@@ -46,4 +46,4 @@ def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, o
     if accumulate:
         params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
     loss, outputs, rates = functools.reduce(base.tree_add, totals)
-    return params, opt_state, base.StepOutput(loss, outputs, tuple(r / num_steps for r in rates))
+    return params, opt_state, base.StepOutput(loss, outputs, base.finish_rates(rates, num_steps))
