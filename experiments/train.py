@@ -24,7 +24,9 @@ flags.DEFINE_float("leak", _DEFAULTS.leak, "LIF leak λ in (0, 1].")
 flags.DEFINE_float("threshold", _DEFAULTS.threshold, "Firing threshold V_th > 0.")
 flags.DEFINE_float("mse_weight", _DEFAULTS.mse_weight, "γ of the loss (1 − γ)·CE + γ·MSE.")
 flags.DEFINE_integer("num_devices", _DEFAULTS.num_devices, "Devices for data parallelism (0 = all).")
-flags.DEFINE_string("workdir", _DEFAULTS.workdir, "If set, write metrics.jsonl and results.json here.")
+flags.DEFINE_string("workdir", _DEFAULTS.workdir,
+                    "If set: checkpoints (resumed on rerun), metrics.jsonl and results.json go here.")
+flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every, "Checkpoint every N minibatches (and at the end).")
 
 
 def main(argv):

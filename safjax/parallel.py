@@ -32,6 +32,12 @@ def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     return jax.make_mesh((count,), (DATA_AXIS,), devices=devices[:count])
 
 
+def replicate(tree, mesh: jax.sharding.Mesh):
+    """Place every array of ``tree`` on all devices of ``mesh`` (parameters, optimizer state), so
+    that a fresh and a restored run feed the compiled step identically placed arguments."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
 def batch_shardings(mesh: jax.sharding.Mesh) -> tuple[NamedSharding, NamedSharding]:
     """Shardings of time-major inputs [T, B, ...] and labels [B]: B split over ``data``."""
     return NamedSharding(mesh, P(None, DATA_AXIS)), NamedSharding(mesh, P(DATA_AXIS))

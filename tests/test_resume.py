@@ -1,0 +1,76 @@
+"""Kill-and-resume: a run killed at any point and rerun ends exactly like an uninterrupted run;
+an unreadable newest checkpoint is skipped for the one before it. Every run is a subprocess of
+`experiments.train`, as a user would launch it (this test process runs with float64 enabled)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from safjax.checkpoints import Checkpointer
+
+FLAGS = ["--epochs=2", "--checkpoint_every=5", "--time_steps=2"]
+
+
+def _command(workdir):
+    return [sys.executable, "-m", "experiments.train", f"--workdir={workdir}"] + FLAGS
+
+
+def _run(workdir):
+    run = subprocess.run(_command(workdir), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
+def _final_state(workdir):
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    steps = checkpointer._manager.all_steps()
+    restored = checkpointer._manager.restore(max(steps))["state"]
+    checkpointer.close()
+    return restored
+
+
+def _same_results(a, b):
+    ra = json.loads((a / "results.json").read_text())
+    rb = json.loads((b / "results.json").read_text())
+    assert ra["train_loss_history"] == rb["train_loss_history"]
+    assert ra["test_accuracy"] == rb["test_accuracy"]
+    for x, y in zip(jax.tree_util.tree_leaves(_final_state(a)), jax.tree_util.tree_leaves(_final_state(b))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_killed_run_resumes_to_identical_results(tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    _run(reference)
+    process = subprocess.Popen(_command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        steps = os.listdir(killed / "checkpoints") if (killed / "checkpoints").exists() else []
+        if any(s.isdigit() for s in steps):
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    assert "resumed from" in _run(killed)
+    _same_results(reference, killed)
+
+
+def test_unreadable_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    reference, damaged = tmp_path / "reference", tmp_path / "damaged"
+    _run(reference)
+    _run(damaged)
+    steps = sorted(int(s) for s in os.listdir(damaged / "checkpoints") if s.isdigit())
+    newest, previous = steps[-1], steps[-2]
+    state_dir = damaged / "checkpoints" / str(newest) / "state"
+    for name in os.listdir(state_dir):
+        if name.startswith("manifest"):
+            (state_dir / name).write_text("garbage")
+    os.remove(damaged / "results.json")
+    assert f"resumed from {damaged / 'checkpoints'}/{previous}" in _run(damaged)
+    _same_results(reference, damaged)
