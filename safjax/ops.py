@@ -90,9 +90,8 @@ def _standardise(kernel: Array, gain: Array) -> Array:
     return gain * (kernel - mean) / jnp.sqrt(var * fan_in + WS_EPSILON)
 
 
-@dataclasses.dataclass(frozen=True)
-class ScaledWSDense(Dense):
-    """Dense with scaled weight standardisation and a learnable per-output gain (init 1)."""
+class _ScaledWS:
+    """Mixin: the weight is standardised (`_standardise`) with a learnable gain, init 1."""
 
     def init(self, key: Array, in_shape: Shape, dtype=jnp.float32) -> Params:
         params = super().init(key, in_shape, dtype)
@@ -101,6 +100,11 @@ class ScaledWSDense(Dense):
 
     def weight(self, params: Params) -> Array:
         return _standardise(params["kernel"], params["gain"])
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaledWSDense(_ScaledWS, Dense):
+    """Dense with scaled weight standardisation and a learnable per-output gain (init 1)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,16 +162,8 @@ class Conv:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScaledWSConv(Conv):
+class ScaledWSConv(_ScaledWS, Conv):
     """Conv with scaled weight standardisation (spec §8) and a learnable per-channel gain."""
-
-    def init(self, key: Array, in_shape: Shape, dtype=jnp.float32) -> Params:
-        params = super().init(key, in_shape, dtype)
-        params["gain"] = jnp.ones((self.features,), dtype)
-        return params
-
-    def weight(self, params: Params) -> Array:
-        return _standardise(params["kernel"], params["gain"])
 
 
 class _ParameterFree:
