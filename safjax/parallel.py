@@ -1,7 +1,14 @@
-"""Data-parallel training over a device mesh: the batch is sharded over a ``data`` axis, the
-parameters and optimizer state are replicated, and XLA's SPMD partitioner inserts the gradient
-all-reduces. Multi-host: call `jax.distributed.initialize()` first and feed each process its
-own slice of the global batch (`jax.make_array_from_process_local_data`).
+"""Data-parallel training over a device mesh: the batch is sharded over a ``data`` axis and the
+parameters and optimizer state are replicated.
+
+Each device runs the method on its own shard (`jax.shard_map`) with an optimizer whose first
+stage averages the gradients over ``data`` (`pmean_gradients`). Communication therefore happens
+exactly where the method updates: once per minibatch for BPTT, OTTT_A, SAF-F and SR, once per
+time step for OTTT_O and SAF-E (which update every step) — never per step merely because the
+gradient is accumulated inside the time loop. Shards are equal, so the mean of the per-device
+mean losses is the global mean loss and the result equals single-device training.
+Multi-host: call `jax.distributed.initialize()` first and feed each process its own slice of the
+global batch (`jax.make_array_from_process_local_data`).
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
         raise ValueError(
             f"`num_devices` must be an int in 1..{len(devices)} (the devices JAX sees), got {num_devices!r}."
         )
-    return jax.make_mesh((count,), (DATA_AXIS,), devices=devices[:count])
+    return jax.make_mesh(
+        (count,), (DATA_AXIS,), devices=devices[:count], axis_types=(jax.sharding.AxisType.Auto,)
+    )
 
 
 def replicate(tree, mesh: jax.sharding.Mesh):
@@ -41,6 +50,16 @@ def replicate(tree, mesh: jax.sharding.Mesh):
 def batch_shardings(mesh: jax.sharding.Mesh) -> tuple[NamedSharding, NamedSharding]:
     """Shardings of time-major inputs [T, B, ...] and labels [B]: B split over ``data``."""
     return NamedSharding(mesh, P(None, DATA_AXIS)), NamedSharding(mesh, P(DATA_AXIS))
+
+
+def pmean_gradients(axis_name: str = DATA_AXIS) -> optax.GradientTransformation:
+    """An optax stage that averages the incoming gradients over a mapped mesh axis."""
+
+    def update(updates, state, params=None):
+        del params
+        return jax.lax.pmean(updates, axis_name), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def make_parallel_train_step(
@@ -56,13 +75,29 @@ def make_parallel_train_step(
     replicated = NamedSharding(mesh, P())
     inputs_sharding, labels_sharding = batch_shardings(mesh)
     num_devices = mesh.devices.size
+    averaged = optax.chain(pmean_gradients(DATA_AXIS), optimizer)
 
-    def global_step(params, opt_state, inputs, labels):
-        return train_step(net, params, opt_state, inputs, labels, optimizer=optimizer, config=config)
+    def local_step(params, opt_state, inputs, labels):
+        params, (_, opt_state), metrics = train_step(
+            net, params, (optax.EmptyState(), opt_state), inputs, labels,
+            optimizer=averaged, config=config,
+        )
+        metrics = metrics._replace(
+            loss=jax.lax.pmean(metrics.loss, DATA_AXIS),
+            firing_rates=jax.lax.pmean(metrics.firing_rates, DATA_AXIS),
+        )
+        return params, opt_state, metrics
 
-    jitted = jax.jit(
-        global_step, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding)
+    metric_specs = methods.StepOutput(loss=P(), outputs=P(DATA_AXIS), firing_rates=P())
+    mapped = jax.shard_map(
+        local_step, mesh=mesh,
+        in_specs=(P(), P(), P(None, DATA_AXIS), P(DATA_AXIS)),
+        out_specs=(P(), P(), metric_specs),
+        # Zero-initialised scan carries start device-invariant and become per-device; the
+        # replication of params and opt_state is guaranteed by the gradient pmean, and tested.
+        check_vma=False,
     )
+    jitted = jax.jit(mapped, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding))
 
     def step(params, opt_state, inputs, labels):
         if labels.shape[0] % num_devices:

@@ -54,10 +54,11 @@ def test_bad_device_count_is_a_clear_error():
 
 
 @pytest.mark.parametrize("method,per_step", [("saf_e", True), ("ottt_o", True), ("saf_f", False),
-                                             ("spike_rep", False)])
+                                             ("spike_rep", False), ("ottt_a", False), ("bptt", False)])
 def test_gradient_all_reduces_sit_where_the_updates_are(method, per_step):
     """Per-step-update methods must all-reduce inside the time loop (once per step); methods with
-    one update per minibatch reduce once, after the loop (metrics are kept per example)."""
+    one update per minibatch reduce once, after the loop, even where they accumulate gradients
+    inside it (OTTT_A, BPTT's backward scan)."""
     _, _, step, args = _train(method, parallel.make_mesh(4), steps=1)
     counts = parallel.count_all_reduces(step.jitted.lower(*args).compile().as_text())
     if per_step:
