@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 
 from safjax import neurons as neurons_lib
-from safjax import ops as ops_lib
 
 Array = jax.Array
 Shape = tuple[int, ...]

@@ -1,7 +1,5 @@
 """The benchmark's deterministic parts: fields, synaptic counts, FLOPs extrapolation — not timings."""
 
-import jax
-import optax
 import pytest
 
 from safjax import benchmark, ops

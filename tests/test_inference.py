@@ -1,6 +1,5 @@
 """Inference conversion (spec §4): SAF/OTTT-trained parameters run unchanged in a plain LIF SNN."""
 
-import jax
 import numpy as np
 import optax
 import pytest
