@@ -1,5 +1,50 @@
-"""Data sets. ``digits`` is embedded (ships with scikit-learn) and works offline."""
+"""Data sets by name. ``digits`` (and ``digits_events``) are embedded and work offline.
 
+``load(name, split, data_dir=..., time_steps=...)`` returns a `Dataset`. Loaders are imported
+lazily so that optional dependencies (tensorflow-datasets, tonic) are only needed by the data
+sets that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from safjax.datasets.base import Dataset
 from safjax.datasets.digits import load_digits
 
-__all__ = ["load_digits"]
+# name → "module:function"; every function is load(split, *, data_dir, time_steps) -> Dataset.
+LOADERS = {
+    "digits": "safjax.datasets.digits:load",
+    "cifar10": "safjax.datasets.tfds_images:load_cifar10",
+    "cifar100": "safjax.datasets.tfds_images:load_cifar100",
+    "digits_events": "safjax.datasets.digits_events:load",
+    "nmnist": "safjax.datasets.neuromorphic:load_nmnist",
+    "dvs_gesture": "safjax.datasets.neuromorphic:load_dvs_gesture",
+    "cifar10_dvs": "safjax.datasets.neuromorphic:load_cifar10_dvs",
+}
+IMAGE_FOLDER_PREFIX = "image_folder:"
+
+
+def is_known(name: str) -> bool:
+    """True for a registered name or ``image_folder:<root>``."""
+    return name in LOADERS or (name.startswith(IMAGE_FOLDER_PREFIX) and len(name) > len(IMAGE_FOLDER_PREFIX))
+
+
+def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int | None = None) -> Dataset:
+    """Load ``split`` ("train" or "test") of data set ``name``.
+
+    ``time_steps`` is used by event data sets (frames per example); static image sets ignore it.
+    """
+    if name.startswith(IMAGE_FOLDER_PREFIX):
+        from safjax.datasets import image_folder
+
+        return image_folder.load(name[len(IMAGE_FOLDER_PREFIX):], split)
+    if name not in LOADERS:
+        raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(LOADERS)} "
+                         f"or '{IMAGE_FOLDER_PREFIX}<root>'.")
+    module_name, function_name = LOADERS[name].split(":")
+    loader = getattr(importlib.import_module(module_name), function_name)
+    return loader(split, data_dir=data_dir, time_steps=time_steps)
+
+
+__all__ = ["Dataset", "IMAGE_FOLDER_PREFIX", "LOADERS", "is_known", "load", "load_digits"]

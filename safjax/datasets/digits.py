@@ -25,3 +25,12 @@ def load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     chosen = order[:NUM_TRAIN] if split == "train" else order[NUM_TRAIN:]
     images = (digits.images[chosen] / 16.0).astype(np.float32)[..., None]
     return images, digits.target[chosen].astype(np.int32)
+
+
+def load(split: str, *, data_dir: str | None = None, time_steps: int | None = None):
+    """The `safjax.datasets.load` entry: digits as a `Dataset` (float32 in [0, 1], no augmentation)."""
+    del data_dir, time_steps  # embedded and static
+    from safjax.datasets.base import Dataset
+
+    images, labels = load_digits(split)
+    return Dataset("digits", images, labels, NUM_CLASSES)

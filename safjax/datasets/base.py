@@ -1,0 +1,50 @@
+"""The one in-memory data set type every loader returns."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """One split of a data set, batch-major, in host memory.
+
+    ``inputs`` is either static images ``[N, H, W, C]`` (uint8 in 0..255, or float32 already
+    scaled) that the trainer repeats over T steps (direct encoding), or event frames
+    ``[N, T, H, W, C]`` (float32, ``temporal=True``) that carry their own time axis.
+    ``mean``/``std`` (per channel, on the [0, 1] scale) normalise after augmentation;
+    ``augment`` says whether crop/flip/cutout make sense for this data.
+    """
+
+    name: str
+    inputs: np.ndarray
+    labels: np.ndarray  # [N] int32 in 0..num_classes-1
+    num_classes: int
+    temporal: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    augment: bool = False
+
+    def __post_init__(self):
+        expected_rank = 5 if self.temporal else 4
+        if self.inputs.ndim != expected_rank:
+            layout = "[N, T, H, W, C]" if self.temporal else "[N, H, W, C]"
+            raise ValueError(f"{self.name}: inputs must be {layout}, got shape {self.inputs.shape}.")
+        if self.labels.shape != (self.inputs.shape[0],):
+            raise ValueError(f"{self.name}: labels must be [N] = [{self.inputs.shape[0]}], "
+                             f"got shape {self.labels.shape}.")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one image or frame."""
+        return tuple(self.inputs.shape[-3:])
+
+    @property
+    def time_steps(self) -> int | None:
+        """T of event frames, None for static images."""
+        return int(self.inputs.shape[1]) if self.temporal else None
