@@ -1,4 +1,5 @@
-"""Figures people would rather look at than read: benchmark curves."""
+"""Figures people would rather look at than read: benchmark curves, a run's training and firing
+rate curves, spike rasters, and a sweep's accuracy against T."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 def benchmark_curves(records: list[dict], path: str, title: str = "") -> None:
@@ -27,3 +29,183 @@ def benchmark_curves(records: list[dict], path: str, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+_DPI = 100  # figure sizes below are in inches; pixels = inches × 100
+
+
+def _save(fig, path: str) -> None:
+    fig.savefig(path, dpi=_DPI)  # no bbox_inches="tight": the pixel size stays as documented
+    plt.close(fig)
+
+
+def _check_history(history: list[dict], keys: tuple[str, ...]) -> None:
+    if not history:
+        raise ValueError("`history` is empty: expected one dict per epoch (the lines of metrics.jsonl).")
+    for i, entry in enumerate(history):
+        missing = [k for k in keys if k not in entry]
+        if missing:
+            raise ValueError(f"`history[{i}]` lacks {', '.join(missing)}: expected the keys {', '.join(keys)}.")
+
+
+def training_curves(history: list[dict], path: str, title: str = "") -> None:
+    """Train loss and test accuracy per epoch, two panels, as a 10 × 4 in PNG.
+
+    Args:
+      history: one dict per epoch with ``epoch``, ``train_loss`` and ``test_accuracy`` (in 0–1):
+        the lines of a run's ``metrics.jsonl``.
+    """
+    _check_history(history, ("epoch", "train_loss", "test_accuracy"))
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    accuracy_ax.plot(epochs, [100 * h["test_accuracy"] for h in history], marker="o", color="C1")
+    loss_ax.set(xlabel="epoch", ylabel="train loss", title="training loss (epoch mean)")
+    accuracy_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    for ax in (loss_ax, accuracy_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def firing_rate_curves(history: list[dict], path: str, layer_names: list[str] | None = None,
+                       title: str = "") -> None:
+    """Mean firing rate of each spiking layer per epoch, one line per layer, as an 8 × 4 in PNG.
+
+    Args:
+      history: one dict per epoch with ``epoch`` and ``firing_rates`` (one mean rate per spiking
+        layer, the same number every epoch): the lines of ``metrics.jsonl``.
+      layer_names: legend labels, one per layer (default ``layer 1``, ``layer 2``, …).
+    """
+    _check_history(history, ("epoch", "firing_rates"))
+    num_layers = len(history[0]["firing_rates"])
+    if num_layers == 0 or any(len(h["firing_rates"]) != num_layers for h in history):
+        raise ValueError("`history`: every epoch needs the same, non-zero number of firing_rates, got "
+                         f"{sorted({len(h['firing_rates']) for h in history})}.")
+    if layer_names is None:
+        layer_names = [f"layer {i + 1}" for i in range(num_layers)]
+    elif len(layer_names) != num_layers:
+        raise ValueError(f"`layer_names` has {len(layer_names)} names for {num_layers} layers.")
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, name in enumerate(layer_names):
+        ax.plot(epochs, [h["firing_rates"][i] for h in history], marker="o", label=name)
+    ax.set(xlabel="epoch", ylabel="mean firing rate (spikes / neuron / step)",
+           title=title or "firing rate per spiking layer")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128) -> None:
+    """Spike rasters of one example, one panel per spiking layer (time on x, neuron on y).
+
+    The PNG is 8 in wide and 1 + 2·L in tall for L layers. A layer wider than ``max_neurons`` shows
+    ``max_neurons`` evenly spaced neurons, and its panel title says so.
+
+    Args:
+      spikes: a list with one ``[T, N]`` array of 0/1 per spiking layer (flatten convolutional
+        maps to ``[T, C·H·W]`` first); T must agree across layers.
+    """
+    if isinstance(spikes, np.ndarray) or not isinstance(spikes, (list, tuple)) or not spikes:
+        raise ValueError("`spikes` must be a non-empty list with one [T, N] array per spiking layer.")
+    spikes = [np.asarray(s) for s in spikes]
+    for i, s in enumerate(spikes):
+        if s.ndim != 2 or 0 in s.shape:
+            raise ValueError(f"`spikes[{i}]` must be a non-empty [T, N] array, got shape {s.shape}.")
+    if len({s.shape[0] for s in spikes}) > 1:
+        raise ValueError(f"`spikes`: the layers disagree on T: {[s.shape[0] for s in spikes]}.")
+    num_steps = spikes[0].shape[0]
+    fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 1 + 2 * len(spikes)), sharex=True, squeeze=False)
+    for i, (ax, s) in enumerate(zip(axes[:, 0], spikes)):
+        width = s.shape[1]
+        shown = np.unique(np.linspace(0, width - 1, min(width, max_neurons)).round().astype(int))
+        # A black cell per spike: time is discrete and often short, so cells read better than ticks.
+        ax.imshow(s[:, shown].T != 0, cmap="Greys", vmin=0, vmax=1, aspect="auto", origin="lower",
+                  interpolation="nearest", extent=(-0.5, num_steps - 0.5, -0.5, width - 0.5))
+        subset = f", {len(shown)} of {width} neurons shown" if len(shown) < width else ""
+        ax.set_title(f"layer {i + 1}: {width} neurons, rate {float(np.mean(s != 0)):.3f}{subset}",
+                     fontsize=9)
+        ax.set_ylabel("neuron")
+    axes[-1, 0].set_xlabel("time step t")
+    axes[-1, 0].xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def sweep_comparison(rows: list[dict], path: str, series_keys: tuple[str, ...] = ("method",),
+                     title: str = "") -> None:
+    """Test accuracy (mean ± std over seeds) against T, one line per series, as an 8 × 5 in PNG.
+
+    With a single value of T (or no ``time_steps`` in the rows) it draws one bar per series.
+
+    Args:
+      rows: one dict per configuration with ``accuracy_mean`` and ``accuracy_std`` (in 0–1),
+        ``time_steps`` and the ``series_keys``: the rows of `safjax.sweep.summarize`.
+      series_keys: the keys whose values tell the lines apart (their values form the legend).
+    """
+    if not rows:
+        raise ValueError("`rows` is empty: expected one dict per configuration.")
+    needed = ("accuracy_mean", "accuracy_std", *series_keys)
+    for i, row in enumerate(rows):
+        missing = [k for k in needed if k not in row]
+        if missing:
+            raise ValueError(f"`rows[{i}]` lacks {', '.join(missing)}.")
+    series: dict[str, list[dict]] = {}
+    for row in rows:
+        series.setdefault(_series_label(row, series_keys), []).append(row)
+    steps = {row.get("time_steps") for row in rows}
+    if len(steps) > 1 and None in steps:
+        raise ValueError("`rows`: some rows lack time_steps while others differ in it.")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if len(steps) == 1:
+        labels = list(series)
+        for label, group in series.items():
+            if len(group) > 1:
+                raise ValueError(f"`rows`: {len(group)} rows for {label!r}; add the key that differs "
+                                 "to `series_keys`.")
+        means = [100 * group[0]["accuracy_mean"] for group in series.values()]
+        stds = [100 * group[0]["accuracy_std"] for group in series.values()]
+        bars = ax.bar(range(len(labels)), means, yerr=stds, capsize=4,
+                      color=[f"C{i % 10}" for i in range(len(labels))])
+        ax.bar_label(bars, [f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds)], padding=3, fontsize=8)
+        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0, fontsize=8)
+        ax.set_axisbelow(True)
+        (only,) = steps
+        steps_note = "" if only is None else f"T = {only}"
+        if title and steps_note:
+            steps_note = f"{title}, {steps_note}"
+        ax.set(ylabel="test accuracy (%)", title=steps_note or title)
+    else:
+        for label, group in series.items():
+            group = sorted(group, key=lambda r: r["time_steps"])
+            xs = [r["time_steps"] for r in group]
+            if len(set(xs)) < len(xs):
+                raise ValueError(f"`rows`: two rows for {label!r} at the same time_steps; add the key "
+                                 "that differs to `series_keys`.")
+            ax.errorbar(xs, [100 * r["accuracy_mean"] for r in group],
+                        yerr=[100 * r["accuracy_std"] for r in group], marker="o", capsize=3, label=label)
+        ticks = sorted(steps)
+        if ticks[0] > 0 and ticks[-1] >= 4 * ticks[0]:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set(xlabel="time steps T", ylabel="test accuracy (%)", title=title)
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _series_label(row: dict, keys: tuple[str, ...]) -> str:
+    if len(keys) == 1:
+        return str(row[keys[0]])
+    return ", ".join(f"{k}={row[k]}" for k in keys) or "all"
