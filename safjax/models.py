@@ -34,11 +34,22 @@ WS_SCALE = 2.74  # fixed scale after each LIF in the reference VGG (spec §8)
 
 
 def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
-              num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3)) -> nn.Sequential:
+              num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
+              feedback: bool = False) -> nn.Sequential:
     """VGG-11 (sWS) of spec §8: 3×3 scaled-WS convs [64, 128, A, 256, 256, A, 512, 512, A, 512, 512],
     A = average pool 2, LIF and a fixed ×2.74 after each conv, no BatchNorm, global average pool
-    and a dense readout."""
+    and a dense readout. Any input size divisible by 8 and any channel count (2 for DVS frames).
+
+    ``feedback=True`` is VGG-F (spec §8): a scaled-WS conv 512→64 from the last layer's spikes at
+    t − 1, nearest-upsampled ×8 to the first layer's size, added to layer 1's current.
+    """
+    if input_shape[0] % 8 or input_shape[1] % 8:
+        raise ValueError(f"VGG-11 pools three times: `input_shape` {input_shape} needs H and W "
+                         "divisible by 8.")
     modules, channels, first = [], input_shape[-1], True
+    if feedback:
+        modules.append(nn.Feedback(-1, nn.ScaledWSConv(VGG11_CHANNELS[-1], VGG11_CHANNELS[0], rngs=rngs),
+                                   nn.Upsample(8)))
     for spec in VGG11_CHANNELS:
         if spec == "A":
             modules.append(nn.AvgPool(2))
@@ -49,6 +60,55 @@ def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold:
         channels, first = spec, False
     modules += [nn.Scale(WS_SCALE), nn.GlobalAvgPool(), nn.Dense(channels, num_classes, rngs=rngs)]
     return nn.Sequential(*modules, input_shape=input_shape)
+
+
+def vgg_f(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
+          num_classes: int = 100, input_shape: tuple[int, int, int] = (32, 32, 3)) -> nn.Sequential:
+    """VGG-F (spec §8, the CIFAR-100 model): `vgg11_sws` with the 512→64 feedback into layer 1."""
+    return vgg11_sws(rngs, neuron, leak, threshold, num_classes, input_shape, feedback=True)
+
+
+ALEXNET_CHANNELS = (64, "A", 192, "A", 384, 256, 256, "A")
+
+
+def alexnet_snn(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
+                num_classes: int = 10, input_shape: tuple[int, int, int] = (48, 48, 2),
+                hidden: int = 512) -> nn.Sequential:
+    """An AlexNet-style SNN for DVS frames (48×48×2 CIFAR10-DVS by default): 3×3 convs
+    [64, A, 192, A, 384, 256, 256, A] each followed by LIF, a spiking dense layer of ``hidden``
+    neurons and a dense readout (six spiking layers)."""
+    if input_shape[0] % 8 or input_shape[1] % 8:
+        raise ValueError(f"alexnet_snn pools three times: `input_shape` {input_shape} needs H and W "
+                         "divisible by 8.")
+    modules, channels = [], input_shape[-1]
+    for spec in ALEXNET_CHANNELS:
+        if spec == "A":
+            modules.append(nn.AvgPool(2))
+            continue
+        modules += [nn.Conv(channels, spec, rngs=rngs), neuron_module(neuron, leak, threshold)]
+        channels = spec
+    flat = (input_shape[0] // 8) * (input_shape[1] // 8) * channels
+    modules += [nn.Flatten(), nn.Dense(flat, hidden, rngs=rngs), neuron_module(neuron, leak, threshold),
+                nn.Dense(hidden, num_classes, rngs=rngs)]
+    return nn.Sequential(*modules, input_shape=input_shape)
+
+
+def event_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
+               num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 2),
+               hidden: int = 128) -> nn.Sequential:
+    """A small four-layer conv SNN for the embedded event digits (CPU-sized): conv 16, LIF,
+    avg-pool 2, conv 32, LIF, avg-pool 2, conv 32, LIF, dense ``hidden``, LIF, dense readout."""
+    if input_shape[0] % 4 or input_shape[1] % 4:
+        raise ValueError(f"event_conv pools twice: `input_shape` {input_shape} needs H and W divisible by 4.")
+    flat = (input_shape[0] // 4) * (input_shape[1] // 4) * 32
+    return nn.Sequential(
+        nn.Conv(input_shape[-1], 16, rngs=rngs), neuron_module(neuron, leak, threshold), nn.AvgPool(2),
+        nn.Conv(16, 32, rngs=rngs), neuron_module(neuron, leak, threshold), nn.AvgPool(2),
+        nn.Conv(32, 32, rngs=rngs), neuron_module(neuron, leak, threshold),
+        nn.Flatten(), nn.Dense(flat, hidden, rngs=rngs), neuron_module(neuron, leak, threshold),
+        nn.Dense(hidden, num_classes, rngs=rngs),
+        input_shape=input_shape,
+    )
 
 
 def reference_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
@@ -65,4 +125,11 @@ def reference_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, thres
     )
 
 
-MODELS = {"digits_mlp": digits_mlp, "vgg11_sws": vgg11_sws, "reference_conv": reference_conv}
+MODELS = {
+    "digits_mlp": digits_mlp,
+    "event_conv": event_conv,
+    "vgg11_sws": vgg11_sws,
+    "vgg_f": vgg_f,
+    "alexnet_snn": alexnet_snn,
+    "reference_conv": reference_conv,
+}

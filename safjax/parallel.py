@@ -68,9 +68,18 @@ def make_parallel_train_step(
     optimizer: optax.GradientTransformation,
     mesh: jax.sharding.Mesh,
     config: config_lib.TrainConfig = config_lib.TrainConfig(),
+    prepare_inputs: Callable | None = None,
+    donate: bool = False,
 ) -> Callable:
     """Like `safjax.make_train_step`, data-parallel over ``mesh``; the global batch must divide
-    evenly over its devices. The jitted function itself is ``step.jitted`` (e.g. to lower it)."""
+    evenly over its devices. The jitted function itself is ``step.jitted`` (e.g. to lower it).
+
+    ``prepare_inputs`` (optional) maps each device's batch-major inputs [B, ...] to the
+    time-major [T, B, ...] the methods take, inside the compiled step (e.g. direct encoding or
+    a transpose of event frames); without it the step takes time-major inputs.
+    ``donate=True`` donates the params and optimizer-state buffers to the step (the trainer's
+    setting: the step's outputs replace them, so no second copy is kept).
+    """
     train_step = methods.get_method(method).train_step
     replicated = NamedSharding(mesh, P())
     inputs_sharding, labels_sharding = batch_shardings(mesh)
@@ -78,6 +87,8 @@ def make_parallel_train_step(
     averaged = optax.chain(pmean_gradients(DATA_AXIS), optimizer)
 
     def local_step(params, opt_state, inputs, labels):
+        if prepare_inputs is not None:
+            inputs = prepare_inputs(inputs)
         params, (_, opt_state), metrics = train_step(
             net, params, (optax.EmptyState(), opt_state), inputs, labels,
             optimizer=averaged, config=config,
@@ -89,15 +100,18 @@ def make_parallel_train_step(
         return params, opt_state, metrics
 
     metric_specs = methods.StepOutput(loss=P(), outputs=P(DATA_AXIS), firing_rates=P())
+    if prepare_inputs is not None:
+        inputs_sharding = labels_sharding  # batch-major: B is the leading axis
     mapped = jax.shard_map(
         local_step, mesh=mesh,
-        in_specs=(P(), P(), P(None, DATA_AXIS), P(DATA_AXIS)),
+        in_specs=(P(), P(), inputs_sharding.spec, P(DATA_AXIS)),
         out_specs=(P(), P(), metric_specs),
         # Zero-initialised scan carries start device-invariant and become per-device; the
         # replication of params and opt_state is guaranteed by the gradient pmean, and tested.
         check_vma=False,
     )
-    jitted = jax.jit(mapped, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding))
+    jitted = jax.jit(mapped, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding),
+                     donate_argnums=(0, 1) if donate else ())
 
     def step(params, opt_state, inputs, labels):
         if labels.shape[0] % num_devices:
@@ -108,6 +122,7 @@ def make_parallel_train_step(
         return jitted(params, opt_state, inputs, labels)
 
     step.jitted = jitted
+    step.inputs_sharding, step.labels_sharding = inputs_sharding, labels_sharding
     return step
 
 

@@ -1,6 +1,10 @@
 """The trainer: data → model → any registered method, epoch by epoch, with progress.
 
-`experiments/train.py` only parses flags and calls `train_and_evaluate(config)`.
+`experiments/train.py` only parses flags and calls `train_and_evaluate(config)`. With a
+``workdir`` the run writes, as it goes, ``metrics.jsonl`` (one line per logged minibatch and per
+epoch), TensorBoard events, checkpoints every ``checkpoint_every`` minibatches (a rerun of the
+same command resumes from the newest readable one and ends exactly like an uninterrupted run),
+and at the end ``results.json`` and ``plots/`` (curves, firing rates, a spike raster).
 """
 
 from __future__ import annotations
@@ -14,160 +18,220 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from safjax import config as config_lib
-from safjax import datasets, encoding, inference, methods, models, parallel
+from safjax import datasets, encoding, input_pipeline, methods, models, optimizers, parallel, simulate
 from safjax.checkpoints import Checkpointer
+from safjax.experiment import ExperimentConfig
+from safjax.run_outputs import RunOutputs
 
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """One training run. Every field has a flag of the same name in `experiments.train`."""
-
-    method: str = "saf_e"
-    dataset: str = "digits"
-    model: str = "digits_mlp"
-    time_steps: int = 4
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    neuron: str = "lif"
-    leak: float = 0.5
-    threshold: float = 1.0
-    mse_weight: float = 0.0
-    num_devices: int = 0
-    workdir: str = ""
-    checkpoint_every: int = 100
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field and its valid values."""
-        checks = [
-            (self.method in methods.METHODS, "method", f"one of {', '.join(methods.METHODS)}"),
-            (self.dataset == "digits", "dataset", "'digits' (more data sets come with the data pipeline)"),
-            (self.model in models.MODELS, "model", f"one of {', '.join(models.MODELS)}"),
-            (self.time_steps >= 1, "time_steps", "an integer ≥ 1"),
-            (self.epochs >= 1, "epochs", "an integer ≥ 1"),
-            (self.batch_size >= 1, "batch_size", "an integer ≥ 1"),
-            (math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0"),
-            (self.neuron in ("lif", "if"), "neuron", "'lif' or 'if'"),
-            (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),
-            (math.isfinite(self.threshold) and self.threshold > 0, "threshold", "a number > 0"),
-            (0.0 <= self.mse_weight <= 1.0, "mse_weight", "a number in [0, 1]"),
-            (self.checkpoint_every >= 1, "checkpoint_every", "an integer ≥ 1 (minibatches)"),
-            (0 <= self.num_devices <= jax.device_count(), "num_devices",
-             f"0 (all) to {jax.device_count()}, the devices JAX sees"),
-        ]
-        for ok, name, valid in checks:
-            if not ok:
-                raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: expected {valid}.")
+__all__ = ["ExperimentConfig", "train_and_evaluate"]
 
 
 def _log(message: str) -> None:
-    print(message, flush=True)
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
-def _epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
-    """The data order of an epoch: a function of (seed, epoch) only, so a resumed run sees the
-    same minibatches as an uninterrupted one."""
-    return np.random.default_rng((seed, epoch)).permutation(num_examples)
+def _time_major(temporal: bool, time_steps: int):
+    """Batch-major data → time-major network input [T, B, ...], applied inside the jitted step."""
+    if temporal:
+        return lambda frames: jnp.swapaxes(frames, 0, 1)  # [B, T, ...] event frames
+    return lambda images: encoding.direct(images, time_steps)  # constant current over T
+
+
+def _load_data(config: ExperimentConfig):
+    train_set = datasets.load(config.dataset, "train", data_dir=config.data_dir or None,
+                              time_steps=config.time_steps)
+    test_set = datasets.load(config.dataset, "test", data_dir=config.data_dir or None,
+                             time_steps=config.time_steps)
+    if train_set.temporal and train_set.time_steps != config.time_steps:
+        raise ValueError(f"--time_steps={config.time_steps} is invalid: the {config.dataset} frames "
+                         f"have T = {train_set.time_steps}.")
+    return train_set, test_set
+
+
+def _make_evaluator(net, network_params, to_time_major, mesh):
+    """``evaluate(params, test_set, batch_size) -> accuracy``: every test example exactly once,
+    in padded global batches sharded like the training data (each process feeds its rows)."""
+    batch_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS))
+
+    @jax.jit
+    def correct(params, inputs, labels, valid):
+        outputs, _ = simulate.run(net, network_params(params), to_time_major(inputs))
+        hits = (jnp.argmax(outputs.sum(0), -1) == labels) & valid
+        return jnp.sum(hits)
+
+    def evaluate(params, test_set, batch_size):
+        rows = input_pipeline.process_rows(batch_size, jax.process_index(), jax.process_count())
+        total = 0
+        for inputs, labels, num_valid in input_pipeline.eval_batches(test_set, batch_size, rows):
+            valid = np.arange(len(labels)) < num_valid  # padding sits at the end of each slice
+            arrays = [jax.make_array_from_process_local_data(batch_sharding, a)
+                      for a in (inputs, labels, valid)]
+            total += int(correct(params, *arrays))
+        return total / len(test_set)
+
+    return evaluate
 
 
 def train_and_evaluate(config: ExperimentConfig) -> dict:
-    """Train, evaluate on the test split after every epoch, return (and save) the results.
-
-    With a ``workdir``, checkpoints are saved every ``checkpoint_every`` minibatches and at the
-    end; rerunning the same command resumes from the newest readable one and ends with exactly
-    the results of an uninterrupted run.
-    """
+    """Train, evaluate on the test split after every epoch, return (and save) the results."""
     config.validate()
     mesh = parallel.make_mesh(config.num_devices or None)
     num_devices = mesh.devices.size
     if config.batch_size % num_devices:
         raise ValueError(f"--batch_size={config.batch_size} is invalid: expected a multiple of the "
                          f"{num_devices} devices (or set --num_devices).")
-    train_x, train_y = datasets.load_digits("train")
-    test_x, test_y = datasets.load_digits("test")
-    model = models.MODELS[config.model](
-        nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold
-    )
-    net, params = model.network, model.params()
-    optimizer = optax.adam(config.learning_rate)
-    opt_state = optimizer.init(params)
-    step = parallel.make_parallel_train_step(
-        config.method, net, optimizer, mesh, config_lib.TrainConfig(mse_weight=config.mse_weight)
-    )
-    time_steps = config.time_steps
-
-    @jax.jit
-    def predict(params, images):
-        outputs = inference.lif_outputs(net, params, encoding.direct(images, time_steps))
-        return jnp.argmax(outputs.sum(0), -1)
-
-    steps_per_epoch = len(train_y) // config.batch_size
+    train_set, test_set = _load_data(config)
+    steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
-        raise ValueError(f"--batch_size={config.batch_size} exceeds the {len(train_y)} training examples.")
+        raise ValueError(f"--batch_size={config.batch_size} is invalid: it exceeds the "
+                         f"{len(train_set)} training examples.")
     total_steps = config.epochs * steps_per_epoch
+    model = models.MODELS[config.model_name](
+        nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold,
+        train_set.num_classes, train_set.input_shape,
+    )
+    net, method, train_config = model.network, methods.get_method(config.method), config.train_config()
+    params = method.init_params(net, model.params(), train_config, jax.random.key(config.seed))
+    updates = optimizers.updates_per_minibatch(method.updates_per_minibatch, config.time_steps,
+                                               train_config.truncation)
+    optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
+                                          config.schedule, config.epochs, updates * steps_per_epoch)
+    opt_state = optimizer.init(params)
+    to_time_major = _time_major(train_set.temporal, config.time_steps)
+    step = parallel.make_parallel_train_step(config.method, net, optimizer, mesh, train_config,
+                                             prepare_inputs=to_time_major, donate=True)
+    evaluate = _make_evaluator(net, method.network_params, to_time_major, mesh)
+    eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
+
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
-    first_step, history, epoch_losses = 0, [], []
+    first_step, history, resumed_epoch_losses = 0, [], []
     if checkpointer:
         restored = checkpointer.restore_latest({"params": params, "opt_state": opt_state})
         if restored:
             first_step, state, meta = restored
-            params, opt_state = state["params"], state["opt_state"]
-            history, epoch_losses = meta["history"], meta["epoch_losses"]
+            params, opt_state, history = state["params"], state["opt_state"], meta["history"]
+            resumed_epoch_losses = meta["epoch_losses"]  # losses of the epoch the run stopped in
             _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
+    outputs = RunOutputs(config.workdir, first_step) if config.workdir and jax.process_index() == 0 else None
     params, opt_state = parallel.replicate((params, opt_state), mesh)
+    rows = input_pipeline.process_rows(config.batch_size, jax.process_index(), jax.process_count())
+
+    def transfer(item):
+        global_step, epoch, index, inputs, labels = item
+        return (global_step, epoch, index,
+                jax.make_array_from_process_local_data(step.inputs_sharding, inputs),
+                jax.make_array_from_process_local_data(step.labels_sharding, labels))
+
+    batches = input_pipeline.prefetch(
+        input_pipeline.minibatches(train_set, batch_size=config.batch_size, seed=config.seed,
+                                   first_step=first_step, num_steps=total_steps - first_step,
+                                   augment=config.augment, rows=rows),
+        size=2, transfer=transfer)
+    _log(f"{config.method} on {config.dataset} ({len(train_set)} train / {len(test_set)} test), "
+         f"model {config.model_name}, T={config.time_steps}, {config.epochs} epochs of "
+         f"{steps_per_epoch} minibatches of {config.batch_size}, {num_devices} device(s)")
     start = time.time()
-    _log(f"{config.method} on {config.dataset} ({len(train_y)} train / {len(test_y)} test), "
-         f"T={time_steps}, {config.epochs} epochs of {steps_per_epoch} minibatches, "
-         f"{num_devices} device(s)")
-    order = None
-    for global_step in range(first_step, total_steps):
-        epoch, index = divmod(global_step, steps_per_epoch)
-        if order is None or index == 0:
-            order = _epoch_order(config.seed, epoch, len(train_y))
-        batch = order[index * config.batch_size:(index + 1) * config.batch_size]
-        inputs = encoding.direct(jnp.asarray(train_x[batch]), time_steps)
-        params, opt_state, metrics = step(params, opt_state, inputs, jnp.asarray(train_y[batch]))
-        loss = float(metrics.loss)
-        if not math.isfinite(loss):
-            kept = f"; the last good checkpoint is in {checkpointer.directory}" if checkpointer else ""
-            raise FloatingPointError(
-                f"non-finite training loss ({loss}) at minibatch {global_step + 1} (epoch {epoch + 1})"
-                f"{kept}; lower --learning_rate."
-            )
-        epoch_losses.append(loss)
-        if index == steps_per_epoch - 1:
-            accuracy = float(np.mean(np.asarray(predict(params, jnp.asarray(test_x))) == test_y))
-            rates = [round(float(r), 3) for r in metrics.firing_rates]
-            history.append({"epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
-                            "test_accuracy": accuracy, "firing_rates": rates})
-            epoch_losses = []
-            _log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {history[-1]['train_loss']:.4f}  "
-                 f"test accuracy {accuracy:.4f}  firing {rates}  {time.time() - start:6.1f} s")
-        done = global_step + 1
-        if checkpointer and (done % config.checkpoint_every == 0 or done == total_steps):
-            checkpointer.save(done, {"params": params, "opt_state": opt_state},
-                              {"history": history, "epoch_losses": epoch_losses})
+    compiled, memory, compile_time = None, {}, 0.0
+    train_time, trained_examples, interval_losses = 0.0, 0, []
+    epoch_losses = list(resumed_epoch_losses)
+    try:
+        for global_step, epoch, index, inputs, labels in batches:
+            tick = time.time()
+            if compiled is None:
+                compiled = step.jitted.lower(params, opt_state, inputs, labels).compile()
+                memory = _memory_figures(compiled)
+                compile_time = time.time() - tick
+                tick = time.time()
+            params, opt_state, metrics = compiled(params, opt_state, inputs, labels)
+            loss = float(metrics.loss)
+            if not math.isfinite(loss):
+                kept = f"; the last good checkpoint is in {checkpointer.directory}" if checkpointer else ""
+                raise FloatingPointError(
+                    f"non-finite training loss ({loss}) at minibatch {global_step + 1} (epoch {epoch + 1})"
+                    f"{kept}; lower --learning_rate.")
+            train_time += time.time() - tick
+            trained_examples += config.batch_size
+            epoch_losses.append(loss)
+            interval_losses.append(loss)
+            done = global_step + 1
+            throughput = trained_examples / max(train_time, 1e-9)
+            if done % config.log_every == 0 and index != steps_per_epoch - 1:
+                _log(f"  minibatch {done}/{total_steps}  loss {np.mean(interval_losses):.4f}  "
+                     f"{throughput:7.1f} examples/s")
+                if outputs:
+                    outputs.log_step(done, epoch + 1, float(np.mean(interval_losses)), throughput)
+                interval_losses = []
+            if index == steps_per_epoch - 1:
+                accuracy = evaluate(params, test_set, eval_batch)
+                rates = [round(float(r), 4) for r in metrics.firing_rates]
+                history.append({"step": done, "epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
+                                "test_accuracy": accuracy, "firing_rates": rates,
+                                "examples_per_second": throughput})
+                epoch_losses, interval_losses = [], []
+                _log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {history[-1]['train_loss']:.4f}  "
+                     f"test accuracy {accuracy:.4f}  firing {rates}  {throughput:7.1f} examples/s  "
+                     f"{time.time() - start:6.1f} s")
+                if outputs:
+                    outputs.log_epoch(history[-1])
+            if checkpointer and (done % config.checkpoint_every == 0 or done == total_steps):
+                checkpointer.save(done, {"params": params, "opt_state": opt_state},
+                                  {"history": history, "epoch_losses": epoch_losses})
+    finally:
+        batches.close()
+        if checkpointer:
+            checkpointer.close()
+        if outputs:
+            outputs.flush()
     elapsed = time.time() - start
-    if checkpointer:
-        checkpointer.close()
     results = {
         **dataclasses.asdict(config),
+        "model": config.model_name,
         "num_devices": num_devices,
+        "num_processes": jax.process_count(),
         "epochs_completed": len(history),
         "test_accuracy": history[-1]["test_accuracy"],
         "train_loss_history": [h["train_loss"] for h in history],
-        "examples_per_second": (total_steps - first_step) * config.batch_size / max(elapsed, 1e-9),
+        "test_accuracy_history": [h["test_accuracy"] for h in history],
+        "examples_per_second": trained_examples / max(train_time, 1e-9) if trained_examples else None,
+        "time_per_epoch_s": train_time / max(len(history) - _epochs_before(first_step, steps_per_epoch), 1),
+        "compile_time_s": compile_time,
+        "peak_memory_bytes": memory.get("peak_bytes"),
+        "compiled_memory": memory,
         "wall_time_s": elapsed,
+        "device_kind": jax.devices()[0].device_kind,
     }
-    if config.workdir:
-        with open(os.path.join(config.workdir, "metrics.jsonl"), "w") as f:
-            f.writelines(json.dumps(h) + "\n" for h in history)
-        with open(os.path.join(config.workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+    if outputs:
+        spikes = _example_spikes(net, method.network_params(params), test_set, to_time_major)
+        outputs.finish(results, history, spikes, [f"layer {i + 1}" for i in range(len(net.layers))])
     _log(f"final test accuracy: {results['test_accuracy']:.4f} ({elapsed:.1f} s)")
     return results
+
+
+def _epochs_before(first_step: int, steps_per_epoch: int) -> int:
+    return first_step // steps_per_epoch
+
+
+def _memory_figures(compiled) -> dict:
+    """Per-device bytes of the compiled step (XLA's memory analysis; deterministic)."""
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return {}
+    figures = {"temp_bytes": int(analysis.temp_size_in_bytes),
+               "argument_bytes": int(analysis.argument_size_in_bytes),
+               "output_bytes": int(analysis.output_size_in_bytes)}
+    figures["peak_bytes"] = sum(figures.values())
+    return figures
+
+
+def _example_spikes(net, params, test_set, to_time_major) -> list[np.ndarray]:
+    """Spikes [T, N] per spiking layer of the first test example (for the raster plot)."""
+    inputs = to_time_major(jnp.asarray(input_pipeline.make_batch(
+        test_set, np.arange(1), augment=False, seed=0, epoch=0, step=0)[0]))
+    params = jax.device_get(params)
+    _, spikes = jax.jit(lambda p, x: simulate.run(net, p, x))(params, inputs)
+    return [np.asarray(s[:, 0]).reshape(s.shape[0], -1) for s in spikes]

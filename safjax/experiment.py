@@ -1,0 +1,123 @@
+"""`ExperimentConfig`: one training run as data. Every field is a flag of `experiments.train`
+(generated from the field's type, default and ``help`` metadata)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+
+from safjax import datasets, methods, models
+
+# The model a data set trains by default (``--model=""``).
+DEFAULT_MODELS = {
+    "digits": "digits_mlp",
+    "digits_events": "event_conv",
+    "cifar10": "vgg11_sws",
+    "cifar100": "vgg_f",
+    "cifar10_dvs": "vgg11_sws",
+    "dvs_gesture": "vgg11_sws",
+    "nmnist": "digits_mlp",
+}
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+def _field(default, help_text: str):
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run."""
+
+    method: str = _field("saf_e", f"Training method: {', '.join(methods.METHODS)}.")
+    dataset: str = _field("digits", f"Data set: {', '.join(datasets.LOADERS)} or image_folder:<root>.")
+    model: str = _field("", f"Model: {', '.join(models.MODELS)} ('' = the data set's default).")
+    data_dir: str = _field("", "Where tensorflow-datasets / event data live ('' = the library default).")
+    time_steps: int = _field(4, "Time steps T per example (event data: frames per example).")
+    epochs: int = _field(10, "Training epochs.")
+    batch_size: int = _field(32, "Global minibatch size (split over devices and hosts).")
+    optimizer: str = _field("adam", "'adam' or 'sgd' (with --momentum).")
+    learning_rate: float = _field(1e-3, "Peak learning rate.")
+    momentum: float = _field(0.9, "SGD momentum.")
+    schedule: str = _field("constant", "Learning-rate schedule: 'constant' or 'cosine' (to 0 over all minibatches).")
+    augment: bool = _field(True, "Random crop (pad 4), flip and cutout, for data sets where they apply (CIFAR, image folders).")
+    seed: int = _field(0, "Seed for initialisation, data order and augmentation.")
+    neuron: str = _field("lif", "'lif' or 'if'.")
+    leak: float = _field(0.5, "LIF leak λ in (0, 1].")
+    threshold: float = _field(1.0, "Firing threshold V_th > 0.")
+    mse_weight: float = _field(0.0, "γ of the loss (1 − γ)·CE + γ·MSE (0.05 in the CIFAR presets).")
+    truncation: int = _field(0, "tbptt: window length K (0 = K = T, which is BPTT).")
+    block_size: int = _field(0, "tbptt: spiking layers per local block (0 = one block, global training).")
+    window_mode: str = _field("update", "tbptt: 'update' after every window or 'accumulate' over windows.")
+    unroll: int = _field(1, "lax.scan unroll factor of the time loop (0 = fully unrolled).")
+    num_devices: int = _field(0, "Local devices for data parallelism (0 = all).")
+    workdir: str = _field("", "Checkpoints (resumed on rerun), metrics, TensorBoard events, plots and results go here.")
+    checkpoint_every: int = _field(100, "Checkpoint every N minibatches (and at the end).")
+    log_every: int = _field(50, "Log training metrics every N minibatches (and at every epoch's end).")
+    eval_batch_size: int = _field(256, "Minibatch size of the test-set evaluation.")
+
+    @property
+    def model_name(self) -> str:
+        """``model``, or the data set's default model when ``model`` is empty."""
+        if self.model:
+            return self.model
+        key = "image_folder" if self.dataset.startswith(datasets.IMAGE_FOLDER_PREFIX) else self.dataset
+        return DEFAULT_MODELS.get(key, "vgg11_sws")
+
+    def train_config(self):
+        """The method-level `TrainConfig` of this run."""
+        from safjax.config import TrainConfig
+
+        return TrainConfig(
+            mse_weight=self.mse_weight, unroll=True if self.unroll == 0 else self.unroll,
+            truncation=self.truncation or None, window_mode=self.window_mode,
+            **({"block_size": self.block_size or None} if _has_block_size() else {}),
+        )
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field and its valid values."""
+        checks = [
+            (self.method in methods.METHODS, "method", f"one of {', '.join(methods.METHODS)}"),
+            (datasets.is_known(self.dataset), "dataset",
+             f"one of {', '.join(datasets.LOADERS)} or image_folder:<root>"),
+            (self.model_name in models.MODELS, "model", f"one of {', '.join(models.MODELS)}"),
+            (self.time_steps >= 1, "time_steps", "an integer ≥ 1"),
+            (self.epochs >= 1, "epochs", "an integer ≥ 1"),
+            (self.batch_size >= 1, "batch_size", "an integer ≥ 1"),
+            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
+            (math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0"),
+            (0.0 <= self.momentum < 1.0, "momentum", "a number in [0, 1)"),
+            (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
+            (self.neuron in ("lif", "if"), "neuron", "'lif' or 'if'"),
+            (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),
+            (math.isfinite(self.threshold) and self.threshold > 0, "threshold", "a number > 0"),
+            (0.0 <= self.mse_weight <= 1.0, "mse_weight", "a number in [0, 1]"),
+            (self.truncation >= 0, "truncation", "0 (K = T) or a window length ≥ 1"),
+            (self.block_size >= 0, "block_size", "0 (one block) or a number of layers ≥ 1"),
+            ((self.truncation == 0 and self.block_size == 0) or self.method == "tbptt", "truncation",
+             "0 unless --method=tbptt (and likewise --block_size)"),
+            (self.window_mode in ("update", "accumulate"), "window_mode", "'update' or 'accumulate'"),
+            (self.unroll >= 0, "unroll", "0 (fully unrolled) or a factor ≥ 1"),
+            (self.checkpoint_every >= 1, "checkpoint_every", "an integer ≥ 1 (minibatches)"),
+            (self.log_every >= 1, "log_every", "an integer ≥ 1 (minibatches)"),
+            (self.eval_batch_size >= 1, "eval_batch_size", "an integer ≥ 1"),
+            (0 <= self.num_devices <= jax.local_device_count(), "num_devices",
+             f"0 (all) to {jax.local_device_count()}, the local devices JAX sees"),
+        ]
+        for ok, name, valid in checks:
+            if not ok:
+                raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: expected {valid}.")
+
+
+def _has_block_size() -> bool:
+    from safjax.config import TrainConfig
+
+    return "block_size" in TrainConfig.__dataclass_fields__
+
+
+def field_help(name: str) -> str:
+    """The help text of field ``name`` (what its flag prints)."""
+    return ExperimentConfig.__dataclass_fields__[name].metadata["help"]

@@ -1,0 +1,79 @@
+"""What a training run leaves in its workdir, written as it goes so that a crash loses nothing
+already logged: ``metrics.jsonl``, TensorBoard events (``tensorboard/``), and at the end
+``results.json`` and ``plots/`` (loss/accuracy curves, firing rates, a spike raster)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+
+
+class RunOutputs:
+    """Writers of one run's outputs under ``workdir``; ``first_step`` > 0 when resuming.
+
+    On resume, lines of ``metrics.jsonl`` logged after the restored checkpoint are dropped (they
+    will be logged again), so the file always describes one uninterrupted run.
+    """
+
+    def __init__(self, workdir: str, first_step: int):
+        from safjax import tensorboard
+
+        os.makedirs(workdir, exist_ok=True)
+        self.workdir = workdir
+        self._metrics_path = os.path.join(workdir, METRICS_FILE)
+        kept = []
+        if first_step and os.path.exists(self._metrics_path):
+            with open(self._metrics_path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= first_step]
+        with open(self._metrics_path, "w") as f:
+            f.writelines(kept)
+        # After a resume, TensorBoard drops the events the killed run logged past the checkpoint.
+        self._writer = tensorboard.SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                                 purge_step=first_step + 1 if first_step else None)
+
+    def _append(self, record: dict) -> None:
+        with open(self._metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def log_step(self, step: int, epoch: int, train_loss: float, examples_per_second: float) -> None:
+        """One logged minibatch interval."""
+        self._append({"step": step, "epoch": epoch, "train_loss": train_loss,
+                      "examples_per_second": examples_per_second})
+        self._writer.scalar("train/loss", train_loss, step)
+        self._writer.scalar("train/examples_per_second", examples_per_second, step)
+
+    def log_epoch(self, record: dict) -> None:
+        """One finished epoch: loss, test accuracy, firing rates per layer, throughput."""
+        self._append(record)
+        step = record["step"]
+        self._writer.scalar("epoch/train_loss", record["train_loss"], step)
+        self._writer.scalar("epoch/test_accuracy", record["test_accuracy"], step)
+        for layer, rate in enumerate(record["firing_rates"], start=1):
+            self._writer.scalar(f"firing_rate/layer_{layer}", rate, step)
+        self._writer.flush()
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def finish(self, results: dict, history: list[dict], spikes: list[np.ndarray],
+               layer_names: list[str]) -> None:
+        """``results.json`` and the figures in ``plots/``."""
+        from safjax import plots
+
+        # Written atomically: an existing results.json always means a finished run (the sweep relies on it).
+        path = os.path.join(self.workdir, RESULTS_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(path + ".tmp", path)
+        folder = os.path.join(self.workdir, "plots")
+        os.makedirs(folder, exist_ok=True)
+        plots.training_curves(history, os.path.join(folder, "training_curves.png"))
+        plots.firing_rate_curves(history, os.path.join(folder, "firing_rates.png"), layer_names)
+        plots.spike_raster(spikes, os.path.join(folder, "spike_raster.png"),
+                           title=f"{results['method']} on {results['dataset']}: one test example")
+        self._writer.close()
