@@ -43,6 +43,8 @@ class ExperimentConfig:
     learning_rate: float = _field(1e-3, "Peak learning rate.")
     momentum: float = _field(0.9, "SGD momentum.")
     schedule: str = _field("constant", "Learning-rate schedule: 'constant' or 'cosine' (to 0 over all minibatches).")
+    train_examples: int = _field(0, "Train on a fixed random subset of this many examples (0 = all): quick checks on CPU.")
+    test_examples: int = _field(0, "Evaluate on a fixed random subset of this many test examples (0 = all).")
     augment: bool = _field(True, "Random crop (pad 4), flip and cutout, for data sets where they apply (CIFAR, image folders).")
     seed: int = _field(0, "Seed for initialisation, data order and augmentation.")
     neuron: str = _field("lif", "'lif' or 'if'.")
@@ -103,6 +105,8 @@ class ExperimentConfig:
             (self.unroll >= 0, "unroll", "0 (fully unrolled) or a factor ≥ 1"),
             (self.checkpoint_every >= 1, "checkpoint_every", "an integer ≥ 1 (minibatches)"),
             (self.log_every >= 1, "log_every", "an integer ≥ 1 (minibatches)"),
+            (self.train_examples >= 0, "train_examples", "0 (all) or a number of examples ≥ 1"),
+            (self.test_examples >= 0, "test_examples", "0 (all) or a number of examples ≥ 1"),
             (self.eval_batch_size >= 1, "eval_batch_size", "an integer ≥ 1"),
             (0 <= self.num_devices <= jax.local_device_count(), "num_devices",
              f"0 (all) to {jax.local_device_count()}, the local devices JAX sees"),

@@ -50,7 +50,18 @@ def _load_data(config: ExperimentConfig):
     if train_set.temporal and train_set.time_steps != config.time_steps:
         raise ValueError(f"--time_steps={config.time_steps} is invalid: the {config.dataset} frames "
                          f"have T = {train_set.time_steps}.")
-    return train_set, test_set
+    return _subset(train_set, config.train_examples, "train_examples"), \
+        _subset(test_set, config.test_examples, "test_examples")
+
+
+def _subset(dataset: datasets.Dataset, size: int, flag: str) -> datasets.Dataset:
+    """A fixed (seed-0) random subset of ``size`` examples; all of them for size 0."""
+    if size == 0:
+        return dataset
+    if size > len(dataset):
+        raise ValueError(f"--{flag}={size} is invalid: the split has only {len(dataset)} examples.")
+    chosen = np.sort(np.random.default_rng(0).permutation(len(dataset))[:size])
+    return dataclasses.replace(dataset, inputs=dataset.inputs[chosen], labels=dataset.labels[chosen])
 
 
 def _make_evaluator(net, network_params, to_time_major, mesh):
