@@ -17,6 +17,9 @@ class TrainConfig:
       remat: BPTT only — rematerialise each time step in the backward pass (`jax.checkpoint`).
       truncation: TBPTT only — window length K (None → K = T, which is BPTT).
       window_mode: TBPTT only — ``"update"`` after each window or ``"accumulate"`` over windows.
+      block_size: TBPTT only — local blocks of B spiking layers, each but the last ending in an
+        auxiliary classifier and trained by its own loss (spec §7; None → one block, global
+        training; B ≥ the number of layers is also one block).
     """
 
     mse_weight: float = 0.05
@@ -24,6 +27,7 @@ class TrainConfig:
     remat: bool = False
     truncation: int | None = None
     window_mode: str = "update"
+    block_size: int | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.mse_weight <= 1.0:
@@ -34,5 +38,11 @@ class TrainConfig:
             isinstance(self.truncation, int) and self.truncation >= 1
         ):
             raise ValueError(f"`truncation` must be None or an int ≥ 1, got {self.truncation!r}.")
+        if self.block_size is not None and not (
+            isinstance(self.block_size, int)
+            and not isinstance(self.block_size, bool)
+            and self.block_size >= 1
+        ):
+            raise ValueError(f"`block_size` must be None or an int ≥ 1, got {self.block_size!r}.")
         if self.window_mode not in WINDOW_MODES:
             raise ValueError(f"`window_mode` must be one of {WINDOW_MODES}, got {self.window_mode!r}.")

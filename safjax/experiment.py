@@ -76,7 +76,7 @@ class ExperimentConfig:
         return TrainConfig(
             mse_weight=self.mse_weight, unroll=True if self.unroll == 0 else self.unroll,
             truncation=self.truncation or None, window_mode=self.window_mode,
-            **({"block_size": self.block_size or None} if _has_block_size() else {}),
+            block_size=self.block_size or None,
         )
 
     def validate(self) -> None:
@@ -114,12 +114,6 @@ class ExperimentConfig:
         for ok, name, valid in checks:
             if not ok:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: expected {valid}.")
-
-
-def _has_block_size() -> bool:
-    from safjax.config import TrainConfig
-
-    return "block_size" in TrainConfig.__dataclass_fields__
 
 
 def field_help(name: str) -> str:

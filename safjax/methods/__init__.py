@@ -14,7 +14,11 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("bptt", bptt.train_step, "1", "backpropagation through time (spec §2)"),
-        Method("tbptt", tbptt.train_step, "ceil(T/K)", "temporally-truncated BPTT (spec §7)"),
+        Method(
+            "tbptt", tbptt.train_step, "ceil(T/K)",
+            "temporally-truncated (local) BPTT, optional blocks of B layers (spec §7)",
+            tbptt.init_params, tbptt.network_params,
+        ),
         Method("ottt_a", ottt_a.train_step, "1", "OTTT, gradients summed over T (spec §3)"),
         Method("ottt_o", ottt_o.train_step, "T", "OTTT, update every step (spec §3)"),
         Method("saf_e", saf_e.train_step, "T", "SAF, update every step (spec §4)"),

@@ -19,17 +19,35 @@ class StepOutput(NamedTuple):
     firing_rates: tuple  # per spiking layer, [] mean spikes per neuron per step
 
 
+def network_only_params(net, network_params, config, key):
+    """Default `Method.init_params`: the method trains the network's parameters and nothing else."""
+    del net, config, key
+    return network_params
+
+
+def identity_network_params(params):
+    """Default `Method.network_params`: the trained params *are* the network's params."""
+    return params
+
+
 class Method(NamedTuple):
     """A registered training method.
 
     ``train_step(net, params, opt_state, inputs, labels, *, optimizer, config)``
     → ``(params, opt_state, StepOutput)``; inputs [T, B, ...], labels [B].
+
+    A method may train parameters beyond the network's (TL-BPTT's auxiliary classifiers). The
+    trainer calls ``init_params(net, network_params, config, key) -> params`` once, before
+    creating the optimizer state, passes those params to ``train_step``, and evaluates the network
+    on ``network_params(params)``. The defaults make both the identity.
     """
 
     name: str
     train_step: Callable
     updates_per_minibatch: str
     summary: str
+    init_params: Callable = network_only_params
+    network_params: Callable = identity_network_params
 
 
 def mean_rates(spikes: tuple) -> tuple:
