@@ -9,7 +9,10 @@ program, scan bodies × their length — XLA's cost_analysis counts a loop body 
 as xla_flops_loop_body_once); synaptic_ops_per_step
 (evaluations per weighted operator per step, counted in the traced program), step_time_ms
 (median over --repeats, methods interleaved; min/max too) and compile_time_s, plus the device
-and versions. `bptt_remat` is BPTT with jax.checkpoint, the strong baseline.
+and versions. `bptt_remat` is BPTT with jax.checkpoint, the strong baseline. `--truncation` and
+`--block_size` configure `tbptt` (TL-BPTT, spec §7); BPTT and TBPTT records then also carry the
+analytic MACs, memory accesses and stored activation bytes of docs/tlbptt_costs.md, and every
+record its ratios to BPTT at the same T (`*_vs_bptt`).
 """
 
 import json
@@ -22,12 +25,14 @@ from safjax import benchmark
 FLAGS = flags.FLAGS
 flags.DEFINE_string("methods", ",".join(benchmark.VARIANTS), "Comma list of methods.")
 flags.DEFINE_string("time_steps", "2,4,8,16,32", "Comma list of T.")
-flags.DEFINE_string("model", "digits_mlp", "Model name (digits_mlp, reference_conv, vgg11_sws).")
-flags.DEFINE_string("dataset", "digits", "Sets input shape and classes: digits, cifar10, cifar100.")
+flags.DEFINE_string("model", "digits_mlp", f"Model: {', '.join(benchmark.models.MODELS)}.")
+flags.DEFINE_string("dataset", "digits", f"Sets input shape and classes: {', '.join(benchmark.DATASET_SHAPES)}.")
 flags.DEFINE_integer("batch_size", 32, "Minibatch size.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up).")
 flags.DEFINE_string("unroll", "1", "lax.scan unroll of the time loop: an int, or 'true' for full unrolling.")
 flags.DEFINE_string("conv_weight_grad", "auto", "Conv weight gradient: auto (swapped on CPU), swapped, plain.")
+flags.DEFINE_integer("truncation", 0, "tbptt: window length K (0 = K = T).")
+flags.DEFINE_integer("block_size", 0, "tbptt: spiking layers per local block (0 = one block).")
 flags.DEFINE_string("plot", "", "If set, write memory-vs-T and time-vs-T figures to this PNG.")
 flags.DEFINE_string("output", "", "Write the records and environment as JSON here.")
 
@@ -47,6 +52,8 @@ def _parse() -> tuple[list[str], list[int], int | bool]:
         raise ValueError(f"--dataset must be one of {', '.join(benchmark.DATASET_SHAPES)}.")
     if FLAGS.model not in benchmark.models.MODELS:
         raise ValueError(f"--model must be one of {', '.join(benchmark.models.MODELS)}.")
+    if FLAGS.truncation < 0 or FLAGS.block_size < 0:
+        raise ValueError("--truncation and --block_size must be ≥ 0 (0: K = T / one block).")
     if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
         raise ValueError("--batch_size and --repeats must be ≥ 1.")
     if FLAGS.conv_weight_grad not in benchmark.CONV_WEIGHT_GRADS:
@@ -71,7 +78,8 @@ def main(argv):
           f"{env['device_count']}× {env['device_kind']} ({env['backend']}), jax {env['jax']}", flush=True)
     print(benchmark.HEADER, flush=True)
     records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
-                                log=lambda line: print(line, flush=True))
+                                log=lambda line: print(line, flush=True),
+                                truncation=FLAGS.truncation or None, block_size=FLAGS.block_size or None)
     if FLAGS.plot:
         from safjax import plots  # matplotlib only when asked for
 
@@ -80,6 +88,7 @@ def main(argv):
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
             json.dump({"environment": benchmark.environment(), "model": FLAGS.model,
+                       "truncation": FLAGS.truncation, "block_size": FLAGS.block_size,
                        "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad,
                        "records": records}, f, indent=2)
 

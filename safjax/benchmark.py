@@ -22,7 +22,11 @@ from safjax import costs, methods, models, ops, simulate
 from safjax import network as network_lib
 from safjax.methods import ottt, saf
 
-DATASET_SHAPES = {"digits": ((8, 8, 1), 10), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100)}
+DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
+    "digits": ((8, 8, 1), 10), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
+    "digits_events": ((32, 32, 2), 10), "cifar10_dvs": ((48, 48, 2), 10),
+    "dvs_gesture": ((128, 128, 2), 11), "nmnist": ((34, 34, 2), 10),
+}
 
 
 class Variant(NamedTuple):
@@ -120,24 +124,36 @@ def measure(
     repeats: int = 5,
     unroll: int | bool = 1,
     log: Callable[[str], None] = print,
+    truncation: int | None = None,
+    block_size: int | None = None,
 ) -> list[dict]:
-    """One record per variant × T (see `experiments/benchmark.py` for the fields)."""
+    """One record per variant × T (see `experiments/benchmark.py` for the fields).
+
+    ``truncation`` (K) and ``block_size`` (B) configure `tbptt`; its records and BPTT's also carry
+    the analytic TL-BPTT cost model (`costs.tlbptt_costs`: MACs, memory accesses, stored
+    activation bytes), and every record with a BPTT record at the same T its ratios to BPTT.
+    """
     optimizer = optax.sgd(0.01, momentum=0.9)
-    opt_state = optimizer.init(params)
     records = []
     for num_steps in time_steps:
         inputs, labels = _inputs(net, num_steps, batch_size)
-        compiled, rows = {}, {}
+        compiled, rows, arguments = {}, {}, {}
         for name in variant_names:
             variant = VARIANTS[name]
-            train_step = methods.get_method(variant.method).train_step
+            method = methods.get_method(variant.method)
+            truncated = variant.method == "tbptt"
+            config = config_lib.TrainConfig(unroll=unroll, remat=variant.remat,
+                                            truncation=truncation if truncated else None,
+                                            block_size=block_size if truncated else None)
+            method_params = method.init_params(net, params, config, jax.random.PRNGKey(0))
+            opt_state = optimizer.init(method_params)
 
-            def make_step(unroll, train_step=train_step, variant=variant):
-                config = config_lib.TrainConfig(unroll=unroll, remat=variant.remat)
+            def make_step(unroll, train_step=method.train_step, config=config):
+                config = dataclasses.replace(config, unroll=unroll)
                 return lambda p, s, x, y: train_step(net, p, s, x, y, optimizer=optimizer, config=config)
 
             start = time.perf_counter()
-            executable = jax.jit(make_step(unroll)).lower(params, opt_state, inputs, labels).compile()
+            executable = jax.jit(make_step(unroll)).lower(method_params, opt_state, inputs, labels).compile()
             compile_time = time.perf_counter() - start
             memory = executable.memory_analysis()
             compiled[name] = executable
@@ -149,7 +165,9 @@ def measure(
                 "temp_bytes": int(memory.temp_size_in_bytes),
                 "argument_bytes": int(memory.argument_size_in_bytes),
                 "output_bytes": int(memory.output_size_in_bytes),
-                "flops": costs.count_matmul_flops(make_step(unroll), params, opt_state, inputs, labels),
+                "truncation": config.truncation,
+                "block_size": config.block_size,
+                "flops": costs.count_matmul_flops(make_step(unroll), method_params, opt_state, inputs, labels),
                 "forward_flops": costs.count_matmul_flops(
                     _forward(variant.method, net, unroll), params, inputs, labels
                 ),
@@ -159,30 +177,45 @@ def measure(
                 ),
                 "compile_time_s": compile_time,
             }
-            jax.block_until_ready(executable(params, opt_state, inputs, labels))  # warm-up
+            if variant.method in ("bptt", "tbptt") and not variant.remat:
+                analytic = costs.tlbptt_costs(net, num_steps, config.truncation, config.block_size, batch_size)
+                rows[name].update(analytic_macs=analytic["macs"],
+                                  analytic_memory_accesses=analytic["memory_accesses"],
+                                  analytic_activation_bytes=analytic["activation_bytes"])
+            arguments[name] = (method_params, opt_state)
+            jax.block_until_ready(executable(method_params, opt_state, inputs, labels))  # warm-up
         times = {name: [] for name in variant_names}
         for _ in range(repeats):  # interleaved, so that drifts hit every method alike
             for name in variant_names:
                 start = time.perf_counter()
-                jax.block_until_ready(compiled[name](params, opt_state, inputs, labels))
+                jax.block_until_ready(compiled[name](*arguments[name], inputs, labels))
                 times[name].append(time.perf_counter() - start)
         for name in variant_names:
             ms = np.asarray(times[name]) * 1e3
             rows[name].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
                               step_time_max_ms=float(ms.max()))
+        if "bptt" in rows:
+            for name in variant_names:
+                for key in ("temp_bytes", "step_time_ms", "analytic_macs", "analytic_memory_accesses",
+                            "analytic_activation_bytes"):
+                    if key in rows[name] and key in rows["bptt"]:
+                        rows[name][f"{key}_vs_bptt"] = rows[name][key] / rows["bptt"][key]
+        for name in variant_names:
             records.append(rows[name])
             log(format_row(rows[name]))
     return records
 
 
 HEADER = (f"{'method':<11} {'T':>3} {'temp MB':>9} {'GFLOP':>9} {'fwd GFLOP':>9} {'syn/step':>8} "
-          f"{'step ms':>9} {'compile s':>9}")
+          f"{'step ms':>9} {'compile s':>9} {'mem/BPTT':>8}")
 
 
 def format_row(row: dict) -> str:
+    ratio = row.get("temp_bytes_vs_bptt")
     return (f"{row['method']:<11} {row['time_steps']:>3} {row['temp_bytes'] / 1e6:>9.2f} "
             f"{row['flops'] / 1e9:>9.3f} {row['forward_flops'] / 1e9:>9.3f} "
-            f"{row['synaptic_ops_per_step']:>8.1f} {row['step_time_ms']:>9.2f} {row['compile_time_s']:>9.2f}")
+            f"{row['synaptic_ops_per_step']:>8.1f} {row['step_time_ms']:>9.2f} {row['compile_time_s']:>9.2f} "
+            f"{'—' if ratio is None else f'{ratio:.3f}':>8}")
 
 
 def environment() -> dict:

@@ -1,5 +1,6 @@
 """The benchmark's deterministic parts: fields, synaptic counts, FLOPs extrapolation — not timings."""
 
+import jax
 import pytest
 
 from safjax import benchmark, ops
@@ -49,3 +50,19 @@ def test_markdown_table_has_a_row_per_record(records):
     table = benchmark.markdown_table(records).splitlines()
     assert len(table) == 2 + len(records)
     assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_tlbptt_records_carry_costs_and_ratios_to_bptt():
+    import reference_nets
+
+    net = reference_nets.build("mlp", 0.5)  # two spiking layers
+    params, _, _ = reference_nets.params_and_data(net, 4)
+    params = jax.tree_util.tree_map(lambda p: p.astype("float32"), params)  # the benchmark's dtype
+    rows = benchmark.measure(["bptt", "tbptt"], net, params, [4], 8, repeats=1, log=lambda _: None,
+                             truncation=2, block_size=1)
+    bptt, tbptt = rows
+    assert (tbptt["truncation"], tbptt["block_size"]) == (2, 1)
+    assert (bptt["truncation"], bptt["block_size"]) == (None, None)  # the options reach tbptt only
+    assert bptt["temp_bytes_vs_bptt"] == 1.0 and bptt["analytic_macs_vs_bptt"] == 1.0
+    assert tbptt["temp_bytes_vs_bptt"] == tbptt["temp_bytes"] / bptt["temp_bytes"]
+    assert tbptt["analytic_activation_bytes_vs_bptt"] < 1.0  # one window of one block stored
