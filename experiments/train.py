@@ -21,6 +21,9 @@ _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFI
 _FIELDS = dataclasses.fields(experiment.ExperimentConfig)
 for _field in _FIELDS:
     _DEFINE[type(_field.default)](_field.name, _field.default, _field.metadata["help"])
+flags.DEFINE_bool("distributed", False, "Multi-host: call jax.distributed.initialize() first (the "
+                  "coordinator, process count and id come from the cluster environment); each "
+                  "process then feeds its own rows of every global minibatch.")
 flags.DEFINE_string("config", "", f"Preset: {', '.join(configs.PRESETS)} (explicit flags override it).")
 
 
@@ -35,6 +38,10 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}; flags are written --name=value.")
     try:
+        if FLAGS.distributed:
+            import jax
+
+            jax.distributed.initialize()
         from safjax import train
 
         train.train_and_evaluate(config_from_flags())

@@ -45,7 +45,7 @@ from safjax.experiment import ExperimentConfig
 Runner = Callable[[list[str], Mapping[str, str], str], int]
 
 # Flags of `experiments.train` that are not `ExperimentConfig` fields, with their types.
-TRAINER_ONLY_FLAGS = {"config": str}
+TRAINER_ONLY_FLAGS = {"config": str, "distributed": bool}
 # Set by the sweep itself, once per cell.
 _NOT_SWEPT = ("workdir",)
 # What results.json records differently from the flag: the devices used, the resolved model, the
