@@ -148,7 +148,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
          f"{steps_per_epoch} minibatches of {config.batch_size}, {num_devices} device(s)")
     start = time.time()
     compiled, memory, compile_time = None, {}, 0.0
-    train_time, trained_examples, interval_losses = 0.0, 0, []
+    train_time, trained_examples, interval_losses, last_saved = 0.0, 0, [], first_step
     epoch_losses = list(resumed_epoch_losses)
     try:
         for global_step, epoch, index, inputs, labels in batches:
@@ -161,7 +161,10 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
             params, opt_state, metrics = compiled(params, opt_state, inputs, labels)
             loss = float(metrics.loss)
             if not math.isfinite(loss):
-                kept = f"; the last good checkpoint is in {checkpointer.directory}" if checkpointer else ""
+                kept = ""
+                if checkpointer:
+                    kept = (f"; the last good checkpoint is minibatch {last_saved} in {checkpointer.directory}"
+                            if last_saved else "; no checkpoint had been saved yet")
                 raise FloatingPointError(
                     f"non-finite training loss ({loss}) at minibatch {global_step + 1} (epoch {epoch + 1})"
                     f"{kept}; lower --learning_rate.")
@@ -192,6 +195,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
             if checkpointer and (done % config.checkpoint_every == 0 or done == total_steps):
                 checkpointer.save(done, {"params": params, "opt_state": opt_state},
                                   {"history": history, "epoch_losses": epoch_losses})
+                last_saved = done
     finally:
         batches.close()
         if checkpointer:

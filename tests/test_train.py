@@ -102,3 +102,14 @@ def test_presets_are_valid_and_flags_override_them():
     config = configs.resolve("cifar10_vgg11", {"time_steps": 2})
     assert config.time_steps == 2 and config.dataset == "cifar10" and config.optimizer == "sgd"
     assert config.learning_rate == 0.1 and config.schedule == "cosine"
+
+
+def test_non_finite_loss_stops_naming_the_minibatch_and_keeps_the_last_checkpoint(tmp_path):
+    # BPTT updates once per minibatch: minibatch 1 is finite, SGD at 1e38 then overflows the weights.
+    config = ExperimentConfig(method="bptt", epochs=1, optimizer="sgd", learning_rate=1e38,
+                              checkpoint_every=1, workdir=str(tmp_path))
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss \((nan|inf)\) at minibatch 2 "
+                       r"\(epoch 1\); the last good checkpoint is minibatch 1 in .*checkpoints; lower --learning_rate"):
+        train.train_and_evaluate(config)
+    assert any(p.name.isdigit() for p in (tmp_path / "checkpoints").iterdir())
+    assert not (tmp_path / "results.json").exists()
