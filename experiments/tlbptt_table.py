@@ -69,25 +69,13 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: str) -> None:
-    from safjax import plots  # noqa: F401  (selects the Agg backend)
-    import matplotlib.pyplot as plt
+    from safjax import plots
 
-    base = [r for r in rows if r["K"] == r["T"] and r["B"] == r["layers"]][0]
-    fig, (acc_ax, mem_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for block in sorted({r["B"] for r in rows}):
-        line = sorted((r for r in rows if r["B"] == block), key=lambda r: r["K"])
-        ks = [r["K"] for r in line]
-        acc_ax.plot(ks, [r["accuracy"] for r in line], marker="o", label=f"B = {block}")
-        mem_ax.plot(ks, [r["temp_bytes"] / base["temp_bytes"] for r in line], marker="o", label=f"B = {block}")
-    acc_ax.set(xlabel="truncation K", ylabel="test accuracy", title="accuracy")
-    mem_ax.set(xlabel="truncation K", ylabel="compiled memory / BPTT", title="training memory vs BPTT")
-    for ax in (acc_ax, mem_ax):
-        ax.set_xscale("log", base=2)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    base = next(r for r in rows if r["K"] == r["T"] and r["B"] == r["layers"])
+    plots.curves_by_group(rows, path, group="B", x="K", xlabel="truncation K", label="B = {}", panels=[
+        (lambda r: r["accuracy"], "test accuracy", "accuracy"),
+        (lambda r: r["temp_bytes"] / base["temp_bytes"], "compiled memory / BPTT", "training memory vs BPTT"),
+    ])
 
 
 def main(argv):

@@ -10,25 +10,33 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def benchmark_curves(records: list[dict], path: str, title: str = "") -> None:
-    """Temp memory (MB) and step time (ms) against T, one line per method, saved as a PNG."""
-    fig, (memory_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for method in dict.fromkeys(r["method"] for r in records):
-        rows = sorted((r for r in records if r["method"] == method), key=lambda r: r["time_steps"])
-        steps = [r["time_steps"] for r in rows]
-        memory_ax.plot(steps, [r["temp_bytes"] / 1e6 for r in rows], marker="o", label=method)
-        time_ax.plot(steps, [r["step_time_ms"] for r in rows], marker="o", label=method)
-    memory_ax.set(xlabel="time steps T", ylabel="XLA temp memory (MB)", title="memory per minibatch")
-    time_ax.set(xlabel="time steps T", ylabel="median step time (ms)", title="time per minibatch")
-    for ax in (memory_ax, time_ax):
+def curves_by_group(records: list[dict], path: str, *, group: str, x: str, xlabel: str,
+                    panels: list[tuple], title: str = "", label: str = "{}") -> None:
+    """Side-by-side panels, one line per value of ``records[i][group]`` against ``x`` on a log₂
+    axis; ``panels`` = [(y(record) → float, ylabel, panel title), ...]. Saved as a PNG."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(11, 4), squeeze=False)
+    for value in dict.fromkeys(r[group] for r in records):
+        rows = sorted((r for r in records if r[group] == value), key=lambda r: r[x])
+        for ax, (y, _, _) in zip(axes[0], panels):
+            ax.plot([r[x] for r in rows], [y(r) for r in rows], marker="o", label=label.format(value))
+    for ax, (_, ylabel, panel_title) in zip(axes[0], panels):
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=panel_title)
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
-    time_ax.legend(fontsize=8)
+    axes[0][-1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def benchmark_curves(records: list[dict], path: str, title: str = "") -> None:
+    """Temp memory (MB) and step time (ms) against T, one line per method, saved as a PNG."""
+    curves_by_group(records, path, group="method", x="time_steps", xlabel="time steps T", title=title, panels=[
+        (lambda r: r["temp_bytes"] / 1e6, "XLA temp memory (MB)", "memory per minibatch"),
+        (lambda r: r["step_time_ms"], "median step time (ms)", "time per minibatch"),
+    ])
 
 
 _DPI = 100  # figure sizes below are in inches; pixels = inches × 100
