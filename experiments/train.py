@@ -21,9 +21,12 @@ _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFI
 _FIELDS = dataclasses.fields(experiment.ExperimentConfig)
 for _field in _FIELDS:
     _DEFINE[type(_field.default)](_field.name, _field.default, _field.metadata["help"])
-flags.DEFINE_bool("distributed", False, "Multi-host: call jax.distributed.initialize() first (the "
-                  "coordinator, process count and id come from the cluster environment); each "
+flags.DEFINE_bool("distributed", False, "Multi-host: call jax.distributed.initialize() first; each "
                   "process then feeds its own rows of every global minibatch.")
+flags.DEFINE_string("coordinator_address", "", "--distributed: host:port of process 0 ('' = detect "
+                    "from the cluster environment, e.g. SLURM).")
+flags.DEFINE_integer("num_processes", 0, "--distributed: number of processes (0 = detect).")
+flags.DEFINE_integer("process_id", -1, "--distributed: this process's index (-1 = detect).")
 flags.DEFINE_string("config", "", f"Preset: {', '.join(configs.PRESETS)} (explicit flags override it).")
 
 
@@ -41,7 +44,9 @@ def main(argv):
         if FLAGS.distributed:
             import jax
 
-            jax.distributed.initialize()
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; no-op on GPU
+            jax.distributed.initialize(FLAGS.coordinator_address or None, FLAGS.num_processes or None,
+                                       None if FLAGS.process_id < 0 else FLAGS.process_id)
         from safjax import train
 
         train.train_and_evaluate(config_from_flags())
