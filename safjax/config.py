@@ -46,3 +46,8 @@ class TrainConfig:
             raise ValueError(f"`block_size` must be None or an int ≥ 1, got {self.block_size!r}.")
         if self.window_mode not in WINDOW_MODES:
             raise ValueError(f"`window_mode` must be one of {WINDOW_MODES}, got {self.window_mode!r}.")
+
+
+def window_length(truncation: int | None, num_steps: int) -> int:
+    """TBPTT's window K for ``num_steps`` = T: ``truncation`` clamped to T, None meaning K = T."""
+    return min(truncation or num_steps, num_steps)

@@ -42,7 +42,7 @@ class ExperimentConfig:
     optimizer: str = _field("adam", "'adam' or 'sgd' (with --momentum).")
     learning_rate: float = _field(1e-3, "Peak learning rate.")
     momentum: float = _field(0.9, "SGD momentum.")
-    schedule: str = _field("constant", "Learning-rate schedule: 'constant' or 'cosine' (to 0 over all minibatches).")
+    schedule: str = _field("constant", "Learning-rate schedule: 'constant' or 'cosine' (to 0 over the epochs, stepped once per epoch).")
     train_examples: int = _field(0, "Train on a fixed random subset of this many examples (0 = all): quick checks on CPU.")
     test_examples: int = _field(0, "Evaluate on a fixed random subset of this many test examples (0 = all).")
     augment: bool = _field(True, "Random crop (pad 4), flip and cutout, for data sets where they apply (CIFAR, image folders).")
@@ -114,8 +114,3 @@ class ExperimentConfig:
         for ok, name, valid in checks:
             if not ok:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: expected {valid}.")
-
-
-def field_help(name: str) -> str:
-    """The help text of field ``name`` (what its flag prints)."""
-    return ExperimentConfig.__dataclass_fields__[name].metadata["help"]

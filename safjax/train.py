@@ -213,7 +213,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
         "train_loss_history": [h["train_loss"] for h in history],
         "test_accuracy_history": [h["test_accuracy"] for h in history],
         "examples_per_second": trained_examples / max(train_time, 1e-9) if trained_examples else None,
-        "time_per_epoch_s": train_time / max(len(history) - _epochs_before(first_step, steps_per_epoch), 1),
+        "time_per_epoch_s": train_time / max(len(history) - first_step // steps_per_epoch, 1),  # epochs run here
         "compile_time_s": compile_time,
         "peak_memory_bytes": memory.get("peak_bytes"),
         "compiled_memory": memory,
@@ -225,10 +225,6 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
         outputs.finish(results, history, spikes, [f"layer {i + 1}" for i in range(len(net.layers))])
     _log(f"final test accuracy: {results['test_accuracy']:.4f} ({elapsed:.1f} s)")
     return results
-
-
-def _epochs_before(first_step: int, steps_per_epoch: int) -> int:
-    return first_step // steps_per_epoch
 
 
 def _memory_figures(compiled) -> dict:

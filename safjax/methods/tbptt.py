@@ -32,6 +32,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from safjax import config as config_lib
 from safjax import local_blocks, losses
 from safjax import network as network_lib
 from safjax import simulate
@@ -255,7 +256,7 @@ def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, o
     network_lib.check_inputs(net, inputs, labels)
     _check_params(net, params, config)
     num_steps = inputs.shape[0]
-    window = min(config.truncation or num_steps, num_steps)
+    window = config_lib.window_length(config.truncation, num_steps)
     window_grads = window_gradients(net, config, num_steps)
 
     accumulate = config.window_mode == "accumulate"
