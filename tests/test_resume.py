@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from safjax.checkpoints import Checkpointer
 
@@ -61,6 +62,7 @@ def test_killed_run_resumes_to_identical_results(tmp_path):
     _same_results(reference, killed)
 
 
+@pytest.mark.slow  # ~35 s of subprocess runs; keeps the default run under 10 minutes
 def test_unreadable_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     reference, damaged = tmp_path / "reference", tmp_path / "damaged"
     _run(reference)
