@@ -35,6 +35,7 @@ class ExperimentConfig:
     method: str = _field("saf_e", f"Training method: {', '.join(methods.METHODS)}.")
     dataset: str = _field("digits", f"Data set: {', '.join(datasets.LOADERS)} or image_folder:<root>.")
     model: str = _field("", f"Model: {', '.join(models.MODELS)} ('' = the data set's default).")
+    width: float = _field(1.0, "Channel-width multiplier of the model (e.g. 0.125: VGG-11 with 8…64 channels, CPU-sized).")
     data_dir: str = _field("", "Where tensorflow-datasets / event data live ('' = the library default).")
     time_steps: int = _field(4, "Time steps T per example (event data: frames per example).")
     epochs: int = _field(10, "Training epochs.")
@@ -42,6 +43,7 @@ class ExperimentConfig:
     optimizer: str = _field("adam", "'adam' or 'sgd' (with --momentum).")
     learning_rate: float = _field(1e-3, "Peak learning rate.")
     momentum: float = _field(0.9, "SGD momentum.")
+    grad_clip: float = _field(0.0, "Rescale each gradient to global norm ≤ this before the optimizer (0 = off).")
     schedule: str = _field("constant", "Learning-rate schedule: 'constant' or 'cosine' (to 0 over the epochs, stepped once per epoch).")
     train_examples: int = _field(0, "Train on a fixed random subset of this many examples (0 = all): quick checks on CPU.")
     test_examples: int = _field(0, "Evaluate on a fixed random subset of this many test examples (0 = all).")
@@ -86,12 +88,14 @@ class ExperimentConfig:
             (datasets.is_known(self.dataset), "dataset",
              f"one of {', '.join(datasets.LOADERS)} or image_folder:<root>"),
             (self.model_name in models.MODELS, "model", f"one of {', '.join(models.MODELS)}"),
+            (math.isfinite(self.width) and self.width > 0, "width", "a channel-width multiplier > 0 (1 = the paper's widths)"),
             (self.time_steps >= 1, "time_steps", "an integer ≥ 1"),
             (self.epochs >= 1, "epochs", "an integer ≥ 1"),
             (self.batch_size >= 1, "batch_size", "an integer ≥ 1"),
             (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
             (math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0"),
             (0.0 <= self.momentum < 1.0, "momentum", "a number in [0, 1)"),
+            (math.isfinite(self.grad_clip) and self.grad_clip >= 0, "grad_clip", "0 (off) or a global norm > 0"),
             (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
             (self.neuron in ("lif", "if"), "neuron", "'lif' or 'if'"),
             (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),

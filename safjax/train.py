@@ -22,7 +22,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from safjax import datasets, encoding, input_pipeline, methods, models, optimizers, parallel, simulate
+from safjax import (datasets, encoding, input_pipeline, learning_monitor, methods, models, optimizers,
+                    parallel, simulate)
 from safjax.checkpoints import Checkpointer
 from safjax.experiment import ExperimentConfig
 from safjax.run_outputs import RunOutputs
@@ -104,14 +105,15 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     total_steps = config.epochs * steps_per_epoch
     model = models.MODELS[config.model_name](
         nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold,
-        train_set.num_classes, train_set.input_shape,
+        train_set.num_classes, train_set.input_shape, width=config.width,
     )
     net, method, train_config = model.network, methods.get_method(config.method), config.train_config()
     params = method.init_params(net, model.params(), train_config, jax.random.key(config.seed))
     updates = optimizers.updates_per_minibatch(method.updates_per_minibatch, config.time_steps,
                                                train_config.truncation)
     optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
-                                          config.schedule, config.epochs, updates * steps_per_epoch)
+                                          config.schedule, config.epochs, updates * steps_per_epoch,
+                                          config.grad_clip)
     opt_state = optimizer.init(params)
     to_time_major = _time_major(train_set.temporal, config.time_steps)
     step = parallel.make_parallel_train_step(config.method, net, optimizer, mesh, train_config,
@@ -120,13 +122,14 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
 
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
-    first_step, history, resumed_epoch_losses = 0, [], []
+    first_step, history, resumed_epoch_losses, first_loss = 0, [], [], None
     if checkpointer:
         restored = checkpointer.restore_latest({"params": params, "opt_state": opt_state})
         if restored:
             first_step, state, meta = restored
             params, opt_state, history = state["params"], state["opt_state"], meta["history"]
             resumed_epoch_losses = meta["epoch_losses"]  # losses of the epoch the run stopped in
+            first_loss = meta.get("first_loss")
             _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
     outputs = RunOutputs(config.workdir, first_step) if config.workdir and jax.process_index() == 0 else None
     params, opt_state = parallel.replicate((params, opt_state), mesh)
@@ -150,6 +153,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     compiled, memory, compile_time = None, {}, 0.0
     train_time, trained_examples, interval_losses, last_saved = 0.0, 0, [], first_step
     epoch_losses = list(resumed_epoch_losses)
+    warned: set[str] = set()
     try:
         for global_step, epoch, index, inputs, labels in batches:
             tick = time.time()
@@ -170,6 +174,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
                     f"{kept}; lower --learning_rate.")
             train_time += time.time() - tick
             trained_examples += config.batch_size
+            first_loss = loss if first_loss is None else first_loss
             epoch_losses.append(loss)
             interval_losses.append(loss)
             done = global_step + 1
@@ -192,9 +197,13 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
                      f"{time.time() - start:6.1f} s")
                 if outputs:
                     outputs.log_epoch(history[-1])
+                found = learning_monitor.learning_warnings(history, first_loss, train_set.num_classes)
+                for kind in found.keys() - warned:
+                    _log(found[kind])
+                warned.update(found)
             if checkpointer and (done % config.checkpoint_every == 0 or done == total_steps):
                 checkpointer.save(done, {"params": params, "opt_state": opt_state},
-                                  {"history": history, "epoch_losses": epoch_losses})
+                                  {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss})
                 last_saved = done
     finally:
         batches.close()
@@ -219,6 +228,8 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
         "compiled_memory": memory,
         "wall_time_s": elapsed,
         "device_kind": jax.devices()[0].device_kind,
+        # Recomputed from the whole history, so a resumed or rerun run reports the same warnings.
+        "warnings": list(learning_monitor.learning_warnings(history, first_loss, train_set.num_classes).values()),
     }
     if outputs:
         spikes = _example_spikes(net, method.network_params(params), test_set, to_time_major)

@@ -12,8 +12,8 @@ SAF-F's final step (``final=True``) uses the spike-representation pseudo-derivat
 
     ∂â^l[T]/∂Û^l[T] = (1/V_th)·1[0 < Û^l[T]/c_T < V_th],
 
-implemented as the gradient of clip(Û/V_th, 0, c_T). With this 1/V_th convention ∇SAF-F equals
-∇SR exactly (constant 1; the SAF paper's convention drops the 1/V_th, giving V_th·∇SR).
+implemented as `rate_map.band_clip(Û/V_th, c_T)` (derivative 0 on the band's edges). With this
+1/V_th convention ∇SAF-F equals ∇SR exactly (constant 1; the SAF paper's convention drops the 1/V_th, giving V_th·∇SR).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from safjax import network as network_lib
+from safjax import rate_map
 from safjax import simulate
 
 Array = jax.Array
@@ -77,7 +78,7 @@ def saf_step(
         s = layer.neuron.surrogate(potential - threshold * (leak * previous + 1.0))
         trace = leak * previous + s
         if final:
-            rate_path = jnp.clip(potential / threshold, 0.0, c)
+            rate_path = rate_map.band_clip(potential / threshold, c)
             trace = rate_path + sg(trace - rate_path)
         traces.append(trace)
         spikes.append(sg(s))

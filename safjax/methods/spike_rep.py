@@ -1,7 +1,8 @@
 """Spike representation, SR (spec §6): simulate the LIF SNN for T steps without a graph, then
 differentiate through the rate map at the measured λ-weighted rates a^l = â^l[T]/c_T:
 
-    a^l = clamp((op_l(a^{l−1}) + b_l)/V_th, 0, 1)     (value: the measured rate)
+    a^l = clamp((op_l(a^{l−1}) + b_l)/V_th, 0, 1)     (value: the measured rate;
+                                                      ∂: `rate_map.band_clip`, 0 on the edges)
     o   = W_o a^N + b_o,   one loss, one update per minibatch.
 
 A feedback path contributes the constant rate â^k[T−1]/c_T of its source (as SAF-F does).
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 
 from safjax import losses
 from safjax import network as network_lib
+from safjax import rate_map
 from safjax import simulate
 from safjax.methods import base, saf
 
@@ -59,7 +61,7 @@ def rate_logits(net: network_lib.Network, params, state: RateState) -> jax.Array
             return rates[source] if source < index else sg(state.previous_traces[source] / c)
 
         pre = network_lib.layer_current(layer, layer_params, rate_of, 1.0)
-        surrogate_rate = jnp.clip(pre / layer.neuron.threshold, 0.0, 1.0)
+        surrogate_rate = rate_map.band_clip(pre / layer.neuron.threshold, 1.0)
         measured = state.traces[index] / c
         rates.append(sg(measured) + surrogate_rate - sg(surrogate_rate))
     return network_lib.readout(net, params, rates[-1], 1.0)
