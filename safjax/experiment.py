@@ -43,7 +43,9 @@ class ExperimentConfig:
     optimizer: str = _field("adam", "'adam' or 'sgd' (with --momentum).")
     learning_rate: float = _field(1e-3, "Peak learning rate.")
     momentum: float = _field(0.9, "SGD momentum.")
-    grad_clip: float = _field(0.0, "Rescale each gradient to global norm ≤ this before the optimizer (0 = off).")
+    grad_clip: float = _field(-1.0, "Rescale each gradient to global norm ≤ this before the optimizer: 0 = off, "
+                              "-1 = the method's default (0.3 for saf_f and spike_rep, whose gradients "
+                              "explode in deep nets, see docs/results.md; off for the others).")
     schedule: str = _field("constant", "Learning-rate schedule: 'constant' or 'cosine' (to 0 over the epochs, stepped once per epoch).")
     train_examples: int = _field(0, "Train on a fixed random subset of this many examples (0 = all): quick checks on CPU.")
     test_examples: int = _field(0, "Evaluate on a fixed random subset of this many test examples (0 = all).")
@@ -71,6 +73,11 @@ class ExperimentConfig:
         key = "image_folder" if self.dataset.startswith(datasets.IMAGE_FOLDER_PREFIX) else self.dataset
         return DEFAULT_MODELS.get(key, "vgg11_sws")
 
+    @property
+    def gradient_clip(self) -> float:
+        """``grad_clip``, with -1 resolved to the method's default (0 = no clipping)."""
+        return methods.get_method(self.method).grad_clip if self.grad_clip == -1 else self.grad_clip
+
     def train_config(self):
         """The method-level `TrainConfig` of this run."""
         from safjax.config import TrainConfig
@@ -95,7 +102,8 @@ class ExperimentConfig:
             (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
             (math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a number > 0"),
             (0.0 <= self.momentum < 1.0, "momentum", "a number in [0, 1)"),
-            (math.isfinite(self.grad_clip) and self.grad_clip >= 0, "grad_clip", "0 (off) or a global norm > 0"),
+            (self.grad_clip == -1 or (math.isfinite(self.grad_clip) and self.grad_clip >= 0), "grad_clip",
+             "-1 (the method's default), 0 (off) or a global norm > 0"),
             (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
             (self.neuron in ("lif", "if"), "neuron", "'lif' or 'if'"),
             (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),

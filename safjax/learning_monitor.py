@@ -3,9 +3,10 @@
 Two symptoms, checked after every epoch on the run's history (one dict per epoch with
 ``train_loss``, ``test_accuracy`` and per-layer ``firing_rates``):
 
-- **diverging**: an epoch's mean training loss is above ``DIVERGENCE_FACTOR`` × the loss of the
-  first minibatch (an untrained net's loss, ≈ ln C), e.g. a too-large learning rate whose loss
-  climbs without ever reaching NaN;
+- **diverging**: an epoch's mean training loss is above ``DIVERGENCE_FACTOR`` × the smaller of
+  the first minibatch's loss and ln C (a uniform guess's cross-entropy; the first minibatch of a
+  method that updates every time step may already have diverged), e.g. a too-large learning rate
+  whose loss climbs without ever reaching NaN;
 - **frozen at chance**: from epoch 2 on, the test accuracy is within ``CHANCE_MARGIN`` of 1/C and
   no layer's firing rate moved by more than ``FROZEN_RATE_CHANGE`` since the previous epoch —
   the spiking layers are saturated or silent and only the readout still moves (how SAF-F failed
@@ -13,6 +14,8 @@ Two symptoms, checked after every epoch on the run's history (one dict per epoch
 """
 
 from __future__ import annotations
+
+import math
 
 DIVERGENCE_FACTOR = 1.1
 CHANCE_MARGIN = 0.02
@@ -23,15 +26,17 @@ ADVICE = "lower --learning_rate or set --grad_clip"
 def learning_warnings(history: list[dict], first_loss: float | None, num_classes: int) -> dict[str, str]:
     """``{kind: one-line warning}`` for the symptoms ``history`` shows (empty when it learns).
 
-    ``first_loss`` is the first minibatch's training loss (None: not known, no divergence check).
+    ``first_loss`` is the first minibatch's training loss (None: not known, ln C alone is used).
     """
     warnings = {}
+    uniform = math.log(num_classes)
+    reference = uniform if first_loss is None else min(first_loss, uniform)
     for record in history:
-        if first_loss is not None and record["train_loss"] > DIVERGENCE_FACTOR * first_loss:
+        if record["train_loss"] > DIVERGENCE_FACTOR * reference:
             warnings["diverging"] = (
                 f"warning: not learning — epoch {record['epoch']}'s training loss "
-                f"{record['train_loss']:.4g} is above the first minibatch's {first_loss:.4g} "
-                f"(diverging); {ADVICE}.")
+                f"{record['train_loss']:.4g} is above the untrained level {reference:.4g} "
+                f"(min of the first minibatch's loss and ln {num_classes}): diverging; {ADVICE}.")
             break
     chance = 1.0 / num_classes
     for previous, record in zip(history, history[1:]):

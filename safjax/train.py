@@ -113,7 +113,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
                                                train_config.truncation)
     optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
                                           config.schedule, config.epochs, updates * steps_per_epoch,
-                                          config.grad_clip)
+                                          config.gradient_clip)
     opt_state = optimizer.init(params)
     to_time_major = _time_major(train_set.temporal, config.time_steps)
     step = parallel.make_parallel_train_step(config.method, net, optimizer, mesh, train_config,
@@ -146,9 +146,10 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
                                    first_step=first_step, num_steps=total_steps - first_step,
                                    augment=config.augment, rows=rows),
         size=2, transfer=transfer)
+    clipping = f", gradients clipped to norm {config.gradient_clip:g}" if config.gradient_clip else ""
     _log(f"{config.method} on {config.dataset} ({len(train_set)} train / {len(test_set)} test), "
          f"model {config.model_name}, T={config.time_steps}, {config.epochs} epochs of "
-         f"{steps_per_epoch} minibatches of {config.batch_size}, {num_devices} device(s)")
+         f"{steps_per_epoch} minibatches of {config.batch_size}, {num_devices} device(s){clipping}")
     start = time.time()
     compiled, memory, compile_time = None, {}, 0.0
     train_time, trained_examples, interval_losses, last_saved = 0.0, 0, [], first_step
@@ -215,6 +216,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     results = {
         **dataclasses.asdict(config),
         "model": config.model_name,
+        "gradient_clip": config.gradient_clip,
         "num_devices": num_devices,
         "num_processes": jax.process_count(),
         "epochs_completed": len(history),

@@ -23,7 +23,7 @@ H200_SAF_E = [
 def test_the_h200_saf_f_failure_is_flagged_both_ways():
     found = learning_monitor.learning_warnings(H200_SAF_F, first_loss=2.21, num_classes=10)
     assert set(found) == {"diverging", "frozen"}
-    assert "epoch 1's training loss 18.1" in found["diverging"] and "2.21" in found["diverging"]
+    assert "epoch 1's training loss 18.1" in found["diverging"] and "untrained level 2.21" in found["diverging"]
     assert "0.1000 is at chance (1/10) after epoch 2" in found["frozen"]
     assert all(line.count("\n") == 0 and "--learning_rate" in line for line in found.values())
 
@@ -51,4 +51,17 @@ def test_a_loss_climbing_without_nan_is_diverging():
     # A loss at the first minibatch's level (noise, not divergence) is not flagged.
     history = [dict(epoch=1, train_loss=2.35, test_accuracy=0.3, firing_rates=[0.5])]
     assert learning_monitor.learning_warnings(history, first_loss=2.3, num_classes=10) == {}
+    # Without the first loss, ln C is the untrained level: 2.35 < 1.1 · ln 10 = 2.53, 2.6 is above.
     assert learning_monitor.learning_warnings(history, first_loss=None, num_classes=10) == {}
+    history = [dict(epoch=1, train_loss=2.6, test_accuracy=0.3, firing_rates=[0.5])]
+    assert "ln 10" in learning_monitor.learning_warnings(history, first_loss=None, num_classes=10)["diverging"]
+
+
+def test_the_trainer_prints_and_records_a_diverging_run(capsys):
+    from safjax import train
+    from safjax.experiment import ExperimentConfig
+
+    results = train.train_and_evaluate(ExperimentConfig(epochs=1, learning_rate=1e9, num_devices=1))
+    assert len(results["warnings"]) == 1 and "diverging" in results["warnings"][0]
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert printed == results["warnings"]

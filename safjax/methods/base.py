@@ -40,6 +40,10 @@ class Method(NamedTuple):
     trainer calls ``init_params(net, network_params, config, key) -> params`` once, before
     creating the optimizer state, passes those params to ``train_step``, and evaluates the network
     on ``network_params(params)``. The defaults make both the identity.
+
+    ``grad_clip`` is the global gradient norm the trainer clips to when the run leaves
+    ``--grad_clip`` at -1 (0 = no clipping): a property of the method's gradient, e.g. spike
+    representation's explodes toward the input of deep nets (docs/results.md).
     """
 
     name: str
@@ -48,6 +52,7 @@ class Method(NamedTuple):
     summary: str
     init_params: Callable = network_only_params
     network_params: Callable = identity_network_params
+    grad_clip: float = 0.0
 
 
 def mean_rates(spikes: tuple) -> tuple:
