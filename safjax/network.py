@@ -196,7 +196,8 @@ def require_linear_operators(net: Network, method: str) -> None:
 
 
 def check_inputs(net: Network, inputs: Array, labels: Array) -> None:
-    """Validate time-major ``inputs`` [T, B, *input_shape] and integer ``labels`` [B]."""
+    """Validate time-major ``inputs`` [T, B, *input_shape] and integer ``labels`` [B] in
+    [0, num_classes) (the range is checked when the labels are concrete, not traced)."""
     expected = ("T", "B") + net.input_shape
     if inputs.ndim != len(expected) or tuple(inputs.shape[2:]) != net.input_shape:
         raise ValueError(
@@ -205,12 +206,51 @@ def check_inputs(net: Network, inputs: Array, labels: Array) -> None:
         )
     if inputs.shape[0] < 1:
         raise ValueError("`inputs` has T = 0 time steps; T must be ≥ 1.")
+    if labels.ndim == 1 and labels.shape[0] == inputs.shape[0] != inputs.shape[1]:
+        raise ValueError(
+            f"`inputs` look batch-major [B, T, ...] = {tuple(inputs.shape)} for {labels.shape[0]} labels; "
+            f"expected time-major {expected}: pass jnp.swapaxes(inputs, 0, 1)."
+        )
     if labels.shape != (inputs.shape[1],):
         raise ValueError(
             f"`labels` must have shape (B,) = ({inputs.shape[1]},), got {tuple(labels.shape)}."
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"`labels` must be integer class indices, got dtype {labels.dtype}.")
+    if not isinstance(labels, jax.core.Tracer) and getattr(labels, "is_fully_addressable", True):
+        check_label_range(labels, net.num_classes)  # multi-host global arrays: the trainer checks its data
+
+
+def check_label_range(labels, num_classes: int, what: str = "`labels`") -> None:
+    """Refuse concrete labels outside [0, num_classes) (they would give a silent NaN loss)."""
+    import numpy as np
+
+    values = np.asarray(labels)
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        bad = values[(values < 0) | (values >= num_classes)]
+        raise ValueError(
+            f"{what} must be class indices in [0, {num_classes}) ({num_classes} classes), "
+            f"got {bad.size} outside it (e.g. {int(bad[0])}, range {int(values.min())}..{int(values.max())})."
+        )
+
+
+def check_params(expected, params) -> None:
+    """Refuse ``params`` whose tree structure or leaf shapes differ from ``expected`` (a pytree of
+    arrays or shape structs, e.g. ``jax.eval_shape`` of the initialiser), in one line."""
+    expected_leaves, expected_tree = jax.tree_util.tree_flatten(expected)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    if tree != expected_tree:
+        raise ValueError(
+            f"the parameter tree does not match the network: expected {len(expected_leaves)} arrays "
+            f"in the network's layout, got {len(leaves)} in another (params of another model?)."
+        )
+    for path_leaf, want in zip(jax.tree_util.tree_leaves_with_path(params), expected_leaves):
+        path, leaf = path_leaf
+        if tuple(jnp.shape(leaf)) != tuple(want.shape):
+            raise ValueError(
+                f"the parameter tree does not match the network: {jax.tree_util.keystr(path)} has "
+                f"shape {tuple(jnp.shape(leaf))}, the network needs {tuple(want.shape)} (params of another model?)."
+            )
 
 
 def map_operators(net: Network, fn: Callable) -> Network:

@@ -78,9 +78,13 @@ def make_parallel_train_step(
     time-major [T, B, ...] the methods take, inside the compiled step (e.g. direct encoding or
     a transpose of event frames); without it the step takes time-major inputs.
     ``donate=True`` donates the params and optimizer-state buffers to the step (the trainer's
-    setting: the step's outputs replace them, so no second copy is kept).
+    setting: the step's outputs replace them, so no second copy is kept). Like
+    `safjax.make_train_step`, networks the method cannot train are refused when the step is made
+    and every call checks the params, inputs and labels first (``step.jitted`` checks nothing).
     """
-    train_step = methods.get_method(method).train_step
+    method_ = methods.get_method(method)
+    method_.validate(net)  # e.g. MaxPool under SAF: refused now, not at the first call
+    train_step = method_.train_step
     replicated = NamedSharding(mesh, P())
     inputs_sharding, labels_sharding = batch_shardings(mesh)
     num_devices = mesh.devices.size
@@ -113,7 +117,18 @@ def make_parallel_train_step(
     jitted = jax.jit(mapped, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding),
                      donate_argnums=(0, 1) if donate else ())
 
+    expected = []  # the params' shapes, computed at the first call
+
     def step(params, opt_state, inputs, labels):
+        from safjax import training
+
+        if not expected:
+            expected.append(training.expected_params(method, net, config))
+        network_lib.check_params(expected[0], params)
+        if prepare_inputs is None:
+            network_lib.check_inputs(net, inputs, labels)
+        elif getattr(labels, "is_fully_addressable", True):
+            network_lib.check_label_range(labels, net.num_classes)
         if labels.shape[0] % num_devices:
             raise ValueError(
                 f"batch size {labels.shape[0]} is not divisible by the {num_devices} devices; "

@@ -7,7 +7,9 @@ methods up here by name and never branches on them.
 
 from __future__ import annotations
 
-from safjax.methods import bptt, ottt_a, ottt_o, saf_e, saf_f, spike_rep, tbptt
+import functools
+
+from safjax.methods import bptt, ottt, ottt_a, ottt_o, saf, saf_e, saf_f, spike_rep, tbptt
 from safjax.methods.base import Method, StepOutput
 
 # SAF-F and SR share spike representation's gradient, which grows toward the input of deep nets
@@ -24,13 +26,17 @@ METHODS: dict[str, Method] = {
             "temporally-truncated (local) BPTT, optional blocks of B layers (spec §7)",
             tbptt.init_params, tbptt.network_params,
         ),
-        Method("ottt_a", ottt_a.train_step, "1", "OTTT, gradients summed over T (spec §3)"),
-        Method("ottt_o", ottt_o.train_step, "T", "OTTT, update every step (spec §3)"),
-        Method("saf_e", saf_e.train_step, "T", "SAF, update every step (spec §4)"),
+        Method("ottt_a", ottt_a.train_step, "1", "OTTT, gradients summed over T (spec §3)",
+               validate=functools.partial(ottt.validate, method="ottt_a")),
+        Method("ottt_o", ottt_o.train_step, "T", "OTTT, update every step (spec §3)",
+               validate=functools.partial(ottt.validate, method="ottt_o")),
+        Method("saf_e", saf_e.train_step, "T", "SAF, update every step (spec §4)",
+               validate=functools.partial(saf.validate, method="saf_e")),
         Method("saf_f", saf_f.train_step, "1", "SAF, update at the final step (spec §4)",
-               grad_clip=SPIKE_REPRESENTATION_GRAD_CLIP),
+               grad_clip=SPIKE_REPRESENTATION_GRAD_CLIP, validate=functools.partial(saf.validate, method="saf_f")),
         Method("spike_rep", spike_rep.train_step, "1", "spike representation, SR (spec §6)",
-               grad_clip=SPIKE_REPRESENTATION_GRAD_CLIP),
+               grad_clip=SPIKE_REPRESENTATION_GRAD_CLIP,
+               validate=functools.partial(saf.validate, method="spike_rep")),
     )
 }
 

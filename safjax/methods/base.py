@@ -25,6 +25,11 @@ def network_only_params(net, network_params, config, key):
     return network_params
 
 
+def no_constraints(net) -> None:
+    """Default `Method.validate`: the method trains any network."""
+    del net
+
+
 def identity_network_params(params):
     """Default `Method.network_params`: the trained params *are* the network's params."""
     return params
@@ -44,6 +49,9 @@ class Method(NamedTuple):
     ``grad_clip`` is the global gradient norm the trainer clips to when the run leaves
     ``--grad_clip`` at -1 (0 = no clipping): a property of the method's gradient, e.g. spike
     representation's explodes toward the input of deep nets (docs/results.md).
+
+    ``validate(net)`` raises ValueError for a network the method cannot train (e.g. max-pooling
+    under the trace methods); the train-step makers call it when the step is made.
     """
 
     name: str
@@ -53,6 +61,7 @@ class Method(NamedTuple):
     init_params: Callable = network_only_params
     network_params: Callable = identity_network_params
     grad_clip: float = 0.0
+    validate: Callable = no_constraints
 
 
 def mean_rates(spikes: tuple) -> tuple:
