@@ -27,6 +27,7 @@ import hashlib
 import os
 import tarfile
 import tempfile
+import time
 import warnings
 import zipfile
 
@@ -130,12 +131,22 @@ def _decode(path: str):
         raise ValueError(f"cannot decode image {path}: {error}") from error
 
 
-def _decode_all(listing: _Listing) -> tuple[np.ndarray, np.ndarray]:
-    """All images as ``[N, H, W, C]`` uint8 and labels ``[N]`` int32."""
+def _decode_all(listing: _Listing, description: str = "decoding") -> tuple[np.ndarray, np.ndarray]:
+    """All images as ``[N, H, W, C]`` uint8 and labels ``[N]`` int32, with progress (see
+    `safjax.progress`: a bar on a terminal, a line every 10 s otherwise)."""
+    from safjax import progress
+
     paths = [path for path, _ in listing.files]
+    meter = progress.Progress(len(paths), description, "images", interval_s=10.0)
+    arrays = []
     # Pillow releases the GIL while decoding, so threads decode in parallel.
-    with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        arrays = list(pool.map(_decode, paths))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            for array in pool.map(_decode, paths):
+                arrays.append(array)
+                meter.update()
+    finally:
+        meter.close()
     first_size = arrays[0].shape[:2]
     for path, array in zip(paths, arrays):
         if array.shape[:2] != first_size:
@@ -212,9 +223,14 @@ def _load_split(root: str, split: str) -> tuple[_Listing, np.ndarray, np.ndarray
     cached = _read_cache(path, listing)
     if cached is not None:
         return (listing, *cached)
-    images, labels = _decode_all(listing)
+    split_dir = os.path.join(root, split)
+    print(f"decoding {len(listing.files)} images of {split_dir} (once: the arrays are cached in "
+          f"{os.path.dirname(path)}, ${CACHE_ENV} to move it) …", flush=True)
+    began = time.time()
+    images, labels = _decode_all(listing, f"decoding {split}")
     mean, std = _channel_stats(images)
     _write_cache(path, prefix, images, labels, listing.classes, mean, std)
+    print(f"decoded {len(images)} {split} images in {time.time() - began:.1f} s", flush=True)
     return listing, images, labels, mean, std
 
 
