@@ -111,7 +111,8 @@ def firing_rate_curves(history: list[dict], path: str, layer_names: list[str] | 
     _save(fig, path)
 
 
-def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128) -> None:
+def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128,
+                 layer_names: list[str] | None = None) -> None:
     """Spike rasters of one example, one panel per spiking layer (time on x, neuron on y).
 
     The PNG is 8 in wide and 1 + 2·L in tall for L layers. A layer wider than ``max_neurons`` shows
@@ -120,6 +121,7 @@ def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128) -> 
     Args:
       spikes: a list with one ``[T, N]`` array of 0/1 per spiking layer (flatten convolutional
         maps to ``[T, C·H·W]`` first); T must agree across layers.
+      layer_names: one panel label per layer (default ``layer 1``, ``layer 2``, …).
     """
     if isinstance(spikes, np.ndarray) or not isinstance(spikes, (list, tuple)) or not spikes:
         raise ValueError("`spikes` must be a non-empty list with one [T, N] array per spiking layer.")
@@ -129,6 +131,8 @@ def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128) -> 
             raise ValueError(f"`spikes[{i}]` must be a non-empty [T, N] array, got shape {s.shape}.")
     if len({s.shape[0] for s in spikes}) > 1:
         raise ValueError(f"`spikes`: the layers disagree on T: {[s.shape[0] for s in spikes]}.")
+    if layer_names is not None and len(layer_names) != len(spikes):
+        raise ValueError(f"`layer_names` has {len(layer_names)} names for {len(spikes)} layers.")
     num_steps = spikes[0].shape[0]
     fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 1 + 2 * len(spikes)), sharex=True, squeeze=False)
     for i, (ax, s) in enumerate(zip(axes[:, 0], spikes)):
@@ -138,7 +142,8 @@ def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128) -> 
         ax.imshow(s[:, shown].T != 0, cmap="Greys", vmin=0, vmax=1, aspect="auto", origin="lower",
                   interpolation="nearest", extent=(-0.5, num_steps - 0.5, -0.5, width - 0.5))
         subset = f", {len(shown)} of {width} neurons shown" if len(shown) < width else ""
-        ax.set_title(f"layer {i + 1}: {width} neurons, rate {float(np.mean(s != 0)):.3f}{subset}",
+        name = layer_names[i] if layer_names is not None else f"layer {i + 1}"
+        ax.set_title(f"{name}: {width} neurons, rate {float(np.mean(s != 0)):.3f}{subset}",
                      fontsize=9)
         ax.set_ylabel("neuron")
     axes[-1, 0].set_xlabel("time step t")

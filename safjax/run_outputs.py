@@ -61,7 +61,7 @@ class RunOutputs:
         self._writer.flush()
 
     def finish(self, results: dict, history: list[dict], spikes: list[np.ndarray],
-               layer_names: list[str]) -> None:
+               layer_names: list[str], title: str = "") -> None:
         """``results.json`` and the figures in ``plots/``."""
         from safjax import plots
 
@@ -72,8 +72,37 @@ class RunOutputs:
         os.replace(path + ".tmp", path)
         folder = os.path.join(self.workdir, "plots")
         os.makedirs(folder, exist_ok=True)
-        plots.training_curves(history, os.path.join(folder, "training_curves.png"))
-        plots.firing_rate_curves(history, os.path.join(folder, "firing_rates.png"), layer_names)
+        title = title or run_title(results)
+        plots.training_curves(history, os.path.join(folder, "training_curves.png"), title=title)
+        plots.firing_rate_curves(history, os.path.join(folder, "firing_rates.png"), layer_names,
+                                 title=f"{title}: firing rate per spiking layer")
         plots.spike_raster(spikes, os.path.join(folder, "spike_raster.png"),
-                           title=f"{results['method']} on {results['dataset']}: one test example")
+                           title=f"{title}: one test example", layer_names=layer_names)
         self._writer.close()
+
+
+def run_title(results: dict) -> str:
+    """What a figure of this run is of: method, data set, model and T (e.g. ``saf_e on digits,
+    digits_mlp, T=4``); an image folder is named by its last path component."""
+    dataset = str(results.get("dataset", "?"))
+    if dataset.startswith("image_folder:"):
+        dataset = "image_folder:" + (os.path.basename(os.path.normpath(dataset.partition(":")[2])) or "/")
+    return f"{results.get('method', '?')} on {dataset}, {results.get('model', '?')}, T={results.get('time_steps', '?')}"
+
+
+def layer_names(net) -> list[str]:
+    """One name per spiking layer after the operator that feeds it and its channels/units, counted
+    per kind: ``conv 1 (64)``, ``conv 2 (128)``, ``dense 1 (512)``; ``layer k`` when no weighted
+    operator feeds it."""
+    counts: dict[str, int] = {}
+    names = []
+    for index, (layer, shape) in enumerate(zip(net.layers, net.layer_shapes), start=1):
+        forward = next(p for p in layer.paths if p.source < index)
+        weighted = [op for op in forward.ops if getattr(op, "synaptic", False)]
+        if not weighted:
+            names.append(f"layer {index} ({shape[-1]})")
+            continue
+        kind = "conv" if "Conv" in type(weighted[-1]).__name__ else "dense"
+        counts[kind] = counts.get(kind, 0) + 1
+        names.append(f"{kind} {counts[kind]} ({shape[-1]})")
+    return names
