@@ -7,13 +7,17 @@ Every field of `safjax.experiment.ExperimentConfig` is a flag; ``--config`` pick
 `experiments.configs`, and flags given explicitly override it.
 """
 
-import dataclasses
-import sys
+import time
 
-from absl import app, flags, logging
+_STARTED = time.time()  # before the heavy imports: the final line's wall time includes start-up
 
-from experiments import configs
-from safjax import experiment
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+from experiments import configs  # noqa: E402
+from safjax import experiment  # noqa: E402
 
 FLAGS = flags.FLAGS
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
@@ -27,6 +31,9 @@ flags.DEFINE_string("coordinator_address", "", "--distributed: host:port of proc
                     "from the cluster environment, e.g. SLURM).")
 flags.DEFINE_integer("num_processes", 0, "--distributed: number of processes (0 = detect).")
 flags.DEFINE_integer("process_id", -1, "--distributed: this process's index (-1 = detect).")
+flags.DEFINE_bool("restart", False, "Delete the run already in --workdir (checkpoints, metrics, results, "
+                  "plots) and train from scratch. Without it, a rerun continues the run stored there and "
+                  "refuses settings that would change its results (see safjax/run_config.py).")
 flags.DEFINE_string("config", "", f"Preset: {', '.join(configs.PRESETS)} (explicit flags override it).")
 
 
@@ -49,7 +56,7 @@ def main(argv):
                                        None if FLAGS.process_id < 0 else FLAGS.process_id)
         from safjax import train
 
-        train.train_and_evaluate(config_from_flags())
+        train.train_and_evaluate(config_from_flags(), restart=FLAGS.restart, started=_STARTED)
     except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as error:
         sys.exit(f"error: {error}")
 

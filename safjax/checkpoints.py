@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
-from typing import Any
+import sys
+import tempfile
+import time
+from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
@@ -15,7 +20,7 @@ class Checkpointer:
 
     Orbax writes a step to a temporary folder and renames it when complete, so a process killed
     mid-save leaves no half-written step behind; a step that is present but unreadable (disk
-    corruption, a truncated copy) is skipped on restore with a warning, and the one before it used.
+    corruption, a truncated copy) is skipped on restore with a one-line note, and the one before it used.
     """
 
     def __init__(self, directory: str, max_to_keep: int = 3):
@@ -33,18 +38,71 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.close()
 
-    def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
-        """(step, state shaped like ``like``, metadata) of the newest readable step, or None."""
+    def restore_latest(self, like: Any, log: Callable[[str], None] = print) -> tuple[int, Any, dict] | None:
+        """(step, state shaped like ``like``, metadata) of the newest readable step, or None.
+
+        Each unreadable step costs one ``log`` line (its step and the first line of the reason);
+        when steps exist but none is readable, a last line says the run starts from scratch.
+        """
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-        for step in sorted(self._manager.all_steps(), reverse=True):
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        for step in steps:
             try:
-                restored = self._manager.restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                  meta=ocp.args.JsonRestore()),
-                )
+                with _quiet_orbax():
+                    restored = self._manager.restore(
+                        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                      meta=ocp.args.JsonRestore()),
+                    )
             except Exception as error:  # noqa: BLE001 - any unreadable step: fall back to an older one
-                logging.warning("checkpoint %s/%d is unreadable (%s); trying an older one",
-                                self.directory, step, error)
+                log(f"checkpoint {self.directory}/{step} is unreadable ({short_reason(error)}); skipped")
                 continue
             return step, restored["state"], dict(restored["meta"])
+        if steps:
+            log(f"no readable checkpoint in {self.directory} ({len(steps)} unreadable): starting from scratch")
         return None
+
+
+def short_reason(error: BaseException, limit: int = 160) -> str:
+    """The error's type and the first line of its message, cut to ``limit`` characters (orbax /
+    TensorStore errors carry the whole JSON specification of the array after the first line)."""
+    text = (str(error).strip().splitlines() or [""])[0]
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Orbax logs the failures it raises (with the full TensorStore specification), and when one
+    array of a step is unreadable the reads of the others still in flight print "Event loop is
+    closed" tracebacks from TensorStore's threads straight to file descriptor 2. While a restore
+    is tried, those log records are dropped and fd 2 goes to a temporary file; after a failure
+    (given a moment for the reads in flight to end) that text is discarded — the caller reports
+    the failure in one line — and after a success it is written out unchanged."""
+    loggers = [logging.getLogger(name) for name in ("absl", "orbax", "orbax.checkpoint", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured = tempfile.TemporaryFile()
+    os.dup2(captured.fileno(), 2)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if failed:
+            time.sleep(0.5)  # the other arrays' reads finish and print their noise here
+            gc.collect()  # "Task exception was never retrieved" is logged (and dropped) now
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if not failed:
+            captured.seek(0)
+            text = captured.read()
+            if text:
+                sys.stderr.write(text.decode(errors="replace"))
+                sys.stderr.flush()
+        captured.close()

@@ -33,12 +33,15 @@ class ExperimentConfig:
     """One training run."""
 
     method: str = _field("saf_e", f"Training method: {', '.join(methods.METHODS)}.")
-    dataset: str = _field("digits", f"Data set: {', '.join(datasets.LOADERS)} or image_folder:<root>.")
+    dataset: str = _field("digits", f"Data set: {', '.join(datasets.LOADERS)} or image_folder:<root> (decoded "
+                          "once, then cached as arrays in ~/.cache/safjax, or $SAFJAX_CACHE_DIR: 60–215 MB "
+                          "for CIFAR-sized sets; event frames are cached there too).")
     model: str = _field("", f"Model: {', '.join(models.MODELS)} ('' = the data set's default).")
     width: float = _field(1.0, "Channel-width multiplier of the model (e.g. 0.125: VGG-11 with 8…64 channels, CPU-sized).")
     data_dir: str = _field("", "Where tensorflow-datasets / event data live ('' = the library default).")
     time_steps: int = _field(4, "Time steps T per example (event data: frames per example).")
-    epochs: int = _field(10, "Training epochs.")
+    epochs: int = _field(10, "Training epochs. A rerun into the same --workdir may change it only with "
+                         "--schedule=constant (extending a run; the cosine schedule depends on it).")
     batch_size: int = _field(32, "Global minibatch size (split over devices and hosts).")
     optimizer: str = _field("adam", "'adam' or 'sgd' (with --momentum).")
     learning_rate: float = _field(1e-3, "Peak learning rate.")
@@ -60,7 +63,10 @@ class ExperimentConfig:
     window_mode: str = _field("update", "tbptt: 'update' after every window or 'accumulate' over windows.")
     unroll: int = _field(1, "lax.scan unroll factor of the time loop (0 = fully unrolled).")
     num_devices: int = _field(0, "Local devices for data parallelism (0 = all).")
-    workdir: str = _field("", "Checkpoints (resumed on rerun), metrics, TensorBoard events, plots and results go here.")
+    workdir: str = _field("", "Checkpoints, metrics, TensorBoard events, plots and results go here ('' = "
+                          "nothing is saved). A rerun resumes the run stored there and refuses settings that "
+                          "change its results (except log/checkpoint cadence, eval batch size, data_dir, and "
+                          "with a note devices and unroll); --restart starts over.")
     checkpoint_every: int = _field(100, "Checkpoint every N minibatches (and at the end).")
     log_every: int = _field(50, "Log training metrics every N minibatches (and at every epoch's end).")
     eval_batch_size: int = _field(256, "Minibatch size of the test-set evaluation.")

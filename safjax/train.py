@@ -23,17 +23,18 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from safjax import (datasets, encoding, input_pipeline, learning_monitor, methods, models, optimizers,
-                    parallel, simulate)
+                    parallel, progress, run_config, run_outputs, simulate)
+from safjax import network as network_lib
 from safjax.checkpoints import Checkpointer
 from safjax.experiment import ExperimentConfig
-from safjax.run_outputs import RunOutputs
+from safjax.run_outputs import RESULTS_FILE, RunOutputs
 
 __all__ = ["ExperimentConfig", "train_and_evaluate"]
 
 
-def _log(message: str) -> None:
+def _log(message: str, end: str = "\n") -> None:
     if jax.process_index() == 0:
-        print(message, flush=True)
+        print(message, end=end, flush=True)
 
 
 def _time_major(temporal: bool, time_steps: int):
@@ -89,15 +90,80 @@ def _make_evaluator(net, network_params, to_time_major, mesh):
     return evaluate
 
 
-def train_and_evaluate(config: ExperimentConfig) -> dict:
-    """Train, evaluate on the test split after every epoch, return (and save) the results."""
+def _check_labels(dataset: datasets.Dataset, split: str) -> None:
+    network_lib.check_label_range(dataset.labels, dataset.num_classes,
+                                  f"the {split} labels of {dataset.name}")
+
+
+def _finished_results(workdir: str, config: ExperimentConfig) -> dict | None:
+    """The results.json of a finished run of ``config`` in ``workdir`` (its settings already
+    checked), or None when the run is not finished (or is being extended to more epochs)."""
+    try:
+        with open(os.path.join(workdir, RESULTS_FILE)) as f:
+            results = json.load(f)
+    except (OSError, ValueError):
+        return None
+    finished = isinstance(results, dict) and "test_accuracy" in results
+    return results if finished and results.get("epochs_completed") == config.epochs else None
+
+
+def _prepare_workdir(config: ExperimentConfig, devices: int, restart: bool) -> dict | None:
+    """Check the workdir up front and that it holds this run (or none); returns the results of an
+    already finished identical run, else None (see `safjax.run_config`)."""
+    workdir = config.workdir
+    run_config.check_workdir(workdir)
+    if restart:
+        if jax.process_index() == 0 and run_config.restart(workdir):
+            _log(f"--restart: deleted the earlier run's checkpoints and outputs in {workdir}")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("safjax restart")
+    if not run_config.has_run(workdir):
+        return None
+    stored = run_config.load(workdir)
+    if stored is None:
+        _log(f"note: {workdir} holds checkpoints but no {run_config.CONFIG_FILE} (an older safjax): its "
+             "settings cannot be checked; resuming as if they match.")
+        return None
+    differing, notes = run_config.compare(stored, run_config.record(config, devices))
+    if differing:
+        raise ValueError(run_config.refusal(workdir, differing))
+    finished = _finished_results(workdir, config)
+    if finished is None and notes:
+        _log(f"note: continuing the run in {workdir} with {'; '.join(notes)}")
+    return finished
+
+
+def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started: float | None = None) -> dict:
+    """Train, evaluate on the test split after every epoch, return (and save) the results.
+
+    With a ``workdir``, a rerun continues the run stored there (from its newest readable
+    checkpoint; a finished one is not trained again) and refuses, in one line, a configuration that
+    would change its results (`safjax.run_config`); ``restart=True`` deletes that run first.
+    ``started`` is when the process started (`time.time()`), for the wall time reported at the end;
+    default: now.
+    """
+    started = time.time() if started is None else started
     config.validate()
     mesh = parallel.make_mesh(config.num_devices or None)
     num_devices = mesh.devices.size
     if config.batch_size % num_devices:
         raise ValueError(f"--batch_size={config.batch_size} is invalid: expected a multiple of the "
                          f"{num_devices} devices (or set --num_devices).")
+    if config.workdir:
+        finished = _prepare_workdir(config, num_devices, restart)
+        if finished is not None:
+            _log(f"{config.workdir} already holds this finished run (test accuracy "
+                 f"{finished['test_accuracy']:.4f}, {os.path.join(config.workdir, RESULTS_FILE)}): nothing to "
+                 "train; pass --restart to train it again.")
+            return finished
+    else:
+        _log("no --workdir: nothing is saved (no checkpoints, metrics, results.json or plots); "
+             "pass --workdir=DIR to keep them.")
     train_set, test_set = _load_data(config)
+    _check_labels(train_set, "train")
+    _check_labels(test_set, "test")
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"--batch_size={config.batch_size} is invalid: it exceeds the "
@@ -122,15 +188,26 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
 
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
-    first_step, history, resumed_epoch_losses, first_loss = 0, [], [], None
+    first_step, history, resumed_epoch_losses, first_loss, before = 0, [], [], None, {}
     if checkpointer:
-        restored = checkpointer.restore_latest({"params": params, "opt_state": opt_state})
+        restored = checkpointer.restore_latest({"params": params, "opt_state": opt_state}, log=_log)
         if restored:
             first_step, state, meta = restored
+            if first_step > total_steps:
+                checkpointer.close()
+                raise ValueError(
+                    f"--workdir={config.workdir} holds a run already trained for {first_step} minibatches, more "
+                    f"than --epochs={config.epochs} ({total_steps} minibatches): pass a larger --epochs, use a "
+                    "new --workdir, or pass --restart to start over.")
             params, opt_state, history = state["params"], state["opt_state"], meta["history"]
             resumed_epoch_losses = meta["epoch_losses"]  # losses of the epoch the run stopped in
             first_loss = meta.get("first_loss")
+            before = meta.get("totals", {})  # time, examples and memory of the earlier attempts
             _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
+    if config.workdir and jax.process_index() == 0:
+        run_config.save(config.workdir, run_config.record(config, num_devices))
+        if first_step < total_steps and os.path.exists(os.path.join(config.workdir, RESULTS_FILE)):
+            os.remove(os.path.join(config.workdir, RESULTS_FILE))  # a run extended to more epochs: not finished
     outputs = RunOutputs(config.workdir, first_step) if config.workdir and jax.process_index() == 0 else None
     params, opt_state = parallel.replicate((params, opt_state), mesh)
     rows = input_pipeline.process_rows(config.batch_size, jax.process_index(), jax.process_count())
@@ -150,19 +227,43 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
     _log(f"{config.method} on {config.dataset} ({len(train_set)} train / {len(test_set)} test), "
          f"model {config.model_name}, T={config.time_steps}, {config.epochs} epochs of "
          f"{steps_per_epoch} minibatches of {config.batch_size}, {num_devices} device(s){clipping}")
-    start = time.time()
-    compiled, memory, compile_time = None, {}, 0.0
+    if config.workdir:
+        _log(f"outputs in {os.path.abspath(config.workdir)}: checkpoints every {config.checkpoint_every} "
+             "minibatches, metrics.jsonl, tensorboard/, and at the end results.json and plots/")
+    compiled, memory = None, before.get("memory", {})
+    compile_time = before.get("compile_time_s", 0.0)
     train_time, trained_examples, interval_losses, last_saved = 0.0, 0, [], first_step
+    loop_start = None  # after compilation: the ETA's clock
     epoch_losses = list(resumed_epoch_losses)
     warned: set[str] = set()
+    meter = None
+    lead = jax.process_index() == 0
+
+    def totals_so_far() -> dict:
+        return {"train_time_s": before.get("train_time_s", 0.0) + train_time,
+                "trained_examples": before.get("trained_examples", 0) + trained_examples,
+                "wall_time_s": before.get("wall_time_s", 0.0) + time.time() - started,
+                "compile_time_s": compile_time, "memory": memory}
+
+    def eta(done: int) -> str:
+        run_here = done - first_step
+        if not run_here or loop_start is None:
+            return "?"
+        return progress.clock((time.time() - loop_start) / run_here * (total_steps - done))
+
     try:
         for global_step, epoch, index, inputs, labels in batches:
             tick = time.time()
             if compiled is None:
+                _log("compiling the training step …", end="")
                 compiled = step.jitted.lower(params, opt_state, inputs, labels).compile()
                 memory = _memory_figures(compiled)
                 compile_time = time.time() - tick
-                tick = time.time()
+                _log(f" done in {compile_time:.1f} s")
+                tick = loop_start = time.time()
+            if meter is None:
+                meter = progress.Progress(steps_per_epoch * config.batch_size, f"epoch {epoch + 1}/{config.epochs}",
+                                          "examples", interval_s=30.0, enabled=lead, initial=index * config.batch_size)
             params, opt_state, metrics = compiled(params, opt_state, inputs, labels)
             loss = float(metrics.loss)
             if not math.isfinite(loss):
@@ -179,14 +280,17 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
             epoch_losses.append(loss)
             interval_losses.append(loss)
             done = global_step + 1
-            throughput = trained_examples / max(train_time, 1e-9)
-            if done % config.log_every == 0 and index != steps_per_epoch - 1:
-                _log(f"  minibatch {done}/{total_steps}  loss {np.mean(interval_losses):.4f}  "
-                     f"{throughput:7.1f} examples/s")
+            totals = totals_so_far()
+            throughput = totals["trained_examples"] / max(totals["train_time_s"], 1e-9)
+            logged = done % config.log_every == 0 and index != steps_per_epoch - 1
+            meter.update(config.batch_size, f"loss {np.mean(interval_losses):.4f}  run ETA {eta(done)}", force=logged)
+            if logged:
                 if outputs:
                     outputs.log_step(done, epoch + 1, float(np.mean(interval_losses)), throughput)
                 interval_losses = []
             if index == steps_per_epoch - 1:
+                meter.close()
+                meter = None
                 accuracy = evaluate(params, test_set, eval_batch)
                 rates = [round(float(r), 4) for r in metrics.firing_rates]
                 history.append({"step": done, "epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
@@ -195,7 +299,7 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
                 epoch_losses, interval_losses = [], []
                 _log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {history[-1]['train_loss']:.4f}  "
                      f"test accuracy {accuracy:.4f}  firing {rates}  {throughput:7.1f} examples/s  "
-                     f"{time.time() - start:6.1f} s")
+                     f"{time.time() - started:6.1f} s  ETA {eta(done)}")
                 if outputs:
                     outputs.log_epoch(history[-1])
                 found = learning_monitor.learning_warnings(history, first_loss, train_set.num_classes)
@@ -204,15 +308,18 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
                 warned.update(found)
             if checkpointer and (done % config.checkpoint_every == 0 or done == total_steps):
                 checkpointer.save(done, {"params": params, "opt_state": opt_state},
-                                  {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss})
+                                  {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss,
+                                   "totals": totals_so_far()})
                 last_saved = done
     finally:
+        if meter is not None:
+            meter.close()
         batches.close()
         if checkpointer:
             checkpointer.close()
         if outputs:
             outputs.flush()
-    elapsed = time.time() - start
+    totals = totals_so_far()
     results = {
         **dataclasses.asdict(config),
         "model": config.model_name,
@@ -223,20 +330,26 @@ def train_and_evaluate(config: ExperimentConfig) -> dict:
         "test_accuracy": history[-1]["test_accuracy"],
         "train_loss_history": [h["train_loss"] for h in history],
         "test_accuracy_history": [h["test_accuracy"] for h in history],
-        "examples_per_second": trained_examples / max(train_time, 1e-9) if trained_examples else None,
-        "time_per_epoch_s": train_time / max(len(history) - first_step // steps_per_epoch, 1),  # epochs run here
-        "compile_time_s": compile_time,
+        # Summed over every attempt of a resumed run (from the checkpoint metadata), so a resumed
+        # run reports the figures of an uninterrupted one.
+        "examples_per_second": (totals["trained_examples"] / max(totals["train_time_s"], 1e-9)
+                                if totals["trained_examples"] else None),
+        "time_per_epoch_s": totals["train_time_s"] / len(history) if totals["trained_examples"] else None,
+        "compile_time_s": totals["compile_time_s"],
         "peak_memory_bytes": memory.get("peak_bytes"),
         "compiled_memory": memory,
-        "wall_time_s": elapsed,
+        "wall_time_s": totals["wall_time_s"],  # start-up included, summed over attempts
         "device_kind": jax.devices()[0].device_kind,
         # Recomputed from the whole history, so a resumed or rerun run reports the same warnings.
         "warnings": list(learning_monitor.learning_warnings(history, first_loss, train_set.num_classes).values()),
     }
     if outputs:
         spikes = _example_spikes(net, method.network_params(params), test_set, to_time_major)
-        outputs.finish(results, history, spikes, [f"layer {i + 1}" for i in range(len(net.layers))])
-    _log(f"final test accuracy: {results['test_accuracy']:.4f} ({elapsed:.1f} s)")
+        outputs.finish(results, history, spikes, run_outputs.layer_names(net), title=run_outputs.run_title(results))
+    elapsed = time.time() - started
+    earlier = f"; {before.get('wall_time_s', 0.0) + elapsed:.1f} s over all attempts" if first_step else ""
+    _log(f"final test accuracy: {results['test_accuracy']:.4f} (wall time {elapsed:.1f} s including "
+         f"start-up: compilation {compile_time if compiled else 0.0:.1f} s, training {train_time:.1f} s{earlier})")
     return results
 
 
