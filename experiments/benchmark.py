@@ -29,7 +29,8 @@ flags.DEFINE_string("model", "digits_mlp", f"Model: {', '.join(benchmark.models.
 flags.DEFINE_string("dataset", "digits", f"Sets input shape and classes: {', '.join(benchmark.DATASET_SHAPES)}.")
 flags.DEFINE_integer("batch_size", 32, "Minibatch size.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up).")
-flags.DEFINE_string("unroll", "1", "lax.scan unroll of the time loop: an int, or 'true' for full unrolling.")
+flags.DEFINE_string("unroll", "1", "lax.scan unroll factor of the time loop (0 = fully unrolled, as in "
+                    "experiments.train; 'true' is accepted for 0).")
 flags.DEFINE_string("conv_weight_grad", "auto", "Conv weight gradient: auto (swapped on CPU), swapped, plain.")
 flags.DEFINE_integer("truncation", 0, "tbptt: window length K (0 = K = T).")
 flags.DEFINE_integer("block_size", 0, "tbptt: spiking layers per local block (0 = one block).")
@@ -58,11 +59,20 @@ def _parse() -> tuple[list[str], list[int], int | bool]:
         raise ValueError("--batch_size and --repeats must be ≥ 1.")
     if FLAGS.conv_weight_grad not in benchmark.CONV_WEIGHT_GRADS:
         raise ValueError(f"--conv_weight_grad must be one of {', '.join(benchmark.CONV_WEIGHT_GRADS)}.")
+    return names, steps, parse_unroll(FLAGS.unroll)
+
+
+def parse_unroll(text: str) -> int | bool:
+    """``--unroll`` as lax.scan takes it: 0 (or 'true') → True, fully unrolled; n ≥ 1 → n."""
+    if text.strip().lower() == "true":
+        return True
     try:
-        unroll = True if FLAGS.unroll.lower() == "true" else int(FLAGS.unroll)
+        value = int(text)
     except ValueError:
-        raise ValueError(f"--unroll must be an integer ≥ 1 or 'true', got {FLAGS.unroll!r}.")
-    return names, steps, unroll
+        value = -1
+    if value < 0:
+        raise ValueError(f"--unroll must be 0 (fully unrolled) or a factor ≥ 1, got {text!r}.")
+    return True if value == 0 else value
 
 
 def main(argv):
