@@ -63,8 +63,9 @@ class Cell:
 
     @property
     def name(self) -> str:
-        """The cell's directory name, e.g. ``method=saf_e,time_steps=2,seed=0``."""
-        return ",".join(f"{key}={value}" for key, value in self.settings)
+        """The cell's directory name, e.g. ``method=saf_e,time_steps=2,seed=0``; a ``/`` in a value
+        (``dataset=image_folder:/data/cifar10``) becomes ``_`` (``dataset=image_folder:_data_cifar10``)."""
+        return ",".join(f"{key}={value.replace('/', '_')}" for key, value in self.settings)
 
     @property
     def flags(self) -> list[str]:
@@ -115,7 +116,8 @@ def parse_grid(spec: str) -> dict[str, list[str]]:
     """``"method=saf_e,ottt_o;seed=0,1"`` → ``{"method": ["saf_e", "ottt_o"], "seed": ["0", "1"]}``.
 
     Keys must be `ExperimentConfig` fields (not ``workdir``), each once; values must parse as the
-    field's type, each once per key, and may not contain ``/`` (they name directories).
+    field's type, each once per key (a ``/``, as in ``dataset=image_folder:/data/cifar10``, becomes
+    ``_`` in the cell's directory name).
     """
     grid: dict[str, list[str]] = {}
     for part in filter(None, (p.strip() for p in spec.split(";"))):
@@ -129,8 +131,8 @@ def parse_grid(spec: str) -> dict[str, list[str]]:
             raise ValueError(f"--grid: {key} appears twice.")
         values = [v.strip() for v in values_text.split(",")]
         for value in values:
-            if not value or "/" in value:
-                raise ValueError(f"--grid: {key} has an empty value or one containing '/' in {values_text!r}.")
+            if not value:
+                raise ValueError(f"--grid: {key} has an empty value in {values_text!r}.")
             try:
                 parse_value(key, value)
             except ValueError as error:
@@ -165,6 +167,30 @@ def parse_base_flags(base_flags: Sequence[str], grid_keys: Sequence[str]) -> dic
         except ValueError as error:
             raise ValueError(f"base flag {flag!r}: {error}") from None
     return settings
+
+
+def validate_cells(cells: Sequence[Cell], base: Mapping, resolve: Callable | None = None) -> None:
+    """Build and validate every cell's `ExperimentConfig` (preset, base flags, cell settings) before
+    anything runs: ValueError naming the first bad cell and the trainer's message otherwise.
+
+    ``resolve(preset, overrides) -> ExperimentConfig`` (default `experiments.configs.resolve`).
+    ``num_devices`` is only checked to be ≥ 0 here: counting the devices would initialise JAX's
+    GPU backend in the sweep process and take memory the cells need.
+    """
+    if resolve is None:
+        from experiments import configs
+
+        resolve = configs.resolve
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    for cell in cells:
+        settings = {**base, **{k: parse_value(k, v) for k, v in cell.settings}}
+        try:
+            config = resolve(settings.get("config", ""), {k: v for k, v in settings.items() if k in fields})
+            if config.num_devices < 0:
+                raise ValueError(f"--num_devices={config.num_devices} is invalid: expected 0 (all) or a count ≥ 1.")
+            dataclasses.replace(config, num_devices=0).validate()
+        except ValueError as error:
+            raise ValueError(f"cell {cell.name}: {error} (nothing was run)") from None
 
 
 def device_assignment(slot: int, parallel: int, gpus: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -254,7 +280,7 @@ def _clock(seconds: float) -> str:
 
 def run_sweep(grid: str, workdir: str, base_flags: Sequence[str] = (), parallel: int = 1,
               gpus: Sequence[str] | None = None, runner: Runner | None = None,
-              log: Callable[[str], None] = print) -> SweepOutcome:
+              log: Callable[[str], None] = print, resolve: Callable | None = None) -> SweepOutcome:
     """Run every cell of ``grid`` that has no results yet, then write the summary.
 
     Args:
@@ -265,11 +291,13 @@ def run_sweep(grid: str, workdir: str, base_flags: Sequence[str] = (), parallel:
       parallel: cells run at once.
       gpus: GPU ids to share out when ``parallel > 1`` (None: `detect_gpus`; empty: none).
       runner: runs one cell (see `Runner`); None: `run_subprocess`.
+      resolve: builds a cell's `ExperimentConfig` for `validate_cells` (None: the trainer's presets).
 
     Returns:
       The summary rows, the failed cells (exit code and log tail) and the number of cells. Raises
-      ValueError, before running anything, on a bad grid or base flag, or when a cell directory
-      holds results made with other settings.
+      ValueError, before running anything, on a bad grid or base flag, a cell whose configuration
+      the trainer would refuse (`validate_cells`), or when a cell directory holds results made
+      with other settings.
     """
     runner = runner or run_subprocess
     if parallel < 1:
@@ -281,6 +309,12 @@ def run_sweep(grid: str, workdir: str, base_flags: Sequence[str] = (), parallel:
     if parallel > 1 and gpus and "num_devices" in {*base, *grid_values}:
         raise ValueError("num_devices is set to 1 per cell when cells share out GPUs (--parallel > 1); "
                          "leave it out, or pass --gpus=none.")
+    names = [c.name for c in cells]
+    if len(set(names)) < len(names):
+        clash = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"--grid: two cells share the directory name {clash!r} (values that differ only in "
+                         "'/' vs '_'): rename one of them.")
+    validate_cells(cells, base, resolve)
     workdir = os.path.abspath(workdir)
     stale = []
     for cell in cells:
