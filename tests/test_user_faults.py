@@ -1,0 +1,370 @@
+"""The trainer and binaries as a user meets them (issue 10): no silent wrong results on a reused
+workdir, timing figures that survive a resume, up-front checks with one clear line, a quiet
+checkpoint fallback, progress on every long phase, plots that name their run."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import safjax
+from safjax import network, ops, parallel, progress, run_config, run_outputs, sweep, train
+from safjax.checkpoints import Checkpointer
+from safjax.experiment import ExperimentConfig
+
+import reference_nets
+
+
+def _config(workdir="", **changes):
+    """A 8-minibatch-per-epoch digits run (256 train / 64 test examples) on one device."""
+    values = dict(epochs=1, train_examples=256, test_examples=64, num_devices=1, checkpoint_every=4,
+                  workdir=str(workdir))
+    values.update(changes)
+    return ExperimentConfig(**values)
+
+
+def _stored_run(workdir, config):
+    """A workdir holding a finished run of ``config`` (written by hand: no training)."""
+    os.makedirs(workdir, exist_ok=True)
+    run_config.save(str(workdir), run_config.record(config, 1))
+    results = {**dataclasses.asdict(config), "epochs_completed": config.epochs, "test_accuracy": 0.5}
+    (workdir / "results.json").write_text(json.dumps(results))
+    return results
+
+
+# 1. Reusing a workdir with other settings.
+
+def test_reused_workdir_with_other_settings_is_refused_in_one_line(tmp_path):
+    _stored_run(tmp_path, _config(tmp_path))
+    changed = _config(tmp_path, method="bptt", time_steps=8, leak=0.9)
+    with pytest.raises(ValueError) as error:
+        train.train_and_evaluate(changed)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "method 'saf_e' ≠ 'bptt'" in message and "time_steps 4 ≠ 8" in message and "leak 0.5 ≠ 0.9" in message
+    assert "use a new --workdir, or pass --restart" in message
+
+
+@pytest.mark.parametrize("changes,match", [
+    (dict(epochs=3, schedule="cosine"), r"epochs 1 ≠ 3.*cosine schedule depends on the number of epochs"),
+    (dict(seed=1), "seed 0 ≠ 1"),
+])
+def test_result_changing_fields_are_refused(tmp_path, changes, match):
+    base = dict(schedule="cosine") if "schedule" in changes else {}
+    _stored_run(tmp_path, _config(tmp_path, **base))
+    with pytest.raises(ValueError, match=match):
+        train.train_and_evaluate(_config(tmp_path, **changes))
+
+
+def test_a_run_can_be_extended_not_shortened(tmp_path):
+    _stored_run(tmp_path, _config(tmp_path, epochs=2))
+    with pytest.raises(ValueError, match=r"epochs 2 ≠ 1 \(a run can be extended, not shortened\)"):
+        train.train_and_evaluate(_config(tmp_path, epochs=1))
+    stored = run_config.load(str(tmp_path))
+    differing, notes = run_config.compare(stored, run_config.record(_config(tmp_path, epochs=5), 1))
+    assert not differing and notes and notes[0].startswith("epochs 2 → 5 (extended")
+    differing, notes = run_config.compare(
+        stored, run_config.record(_config(tmp_path, epochs=2, log_every=1, checkpoint_every=7, eval_batch_size=3,
+                                          unroll=2), 2))
+    assert not differing  # cadence, eval batch: free; devices and unroll: a note (float rounding)
+    assert [n.split(" ")[0] for n in notes] == ["unroll", "devices"]
+
+
+def test_rerun_of_a_finished_run_leaves_its_results_alone(tmp_path, capsys):
+    results = _stored_run(tmp_path, _config(tmp_path))
+    before = (tmp_path / "results.json").read_bytes()
+    assert train.train_and_evaluate(_config(tmp_path, log_every=3)) == results
+    assert (tmp_path / "results.json").read_bytes() == before
+    assert "already holds this finished run" in capsys.readouterr().out
+
+
+def test_the_binary_refuses_in_one_line_and_restart_is_the_way_out(tmp_path):
+    _stored_run(tmp_path, _config(tmp_path))
+    run = subprocess.run([sys.executable, "-m", "experiments.train", f"--workdir={tmp_path}", "--method=bptt",
+                          "--train_examples=256", "--test_examples=64", "--num_devices=1"],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"error: --workdir={tmp_path} holds a run with other settings (method 'saf_e' ≠ 'bptt'): use a new "
+        "--workdir, or pass --restart to delete that run and start over."]
+
+
+def test_restart_deletes_only_the_run(tmp_path):
+    _stored_run(tmp_path, _config(tmp_path))
+    (tmp_path / "log.txt").write_text("a sweep's log")
+    assert run_config.restart(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["log.txt"]
+
+
+@pytest.mark.slow  # three short digits runs (~15 s)
+def test_restart_extension_and_refusal_end_to_end(tmp_path):
+    first = train.train_and_evaluate(_config(tmp_path))
+    with pytest.raises(ValueError, match="method 'saf_e' ≠ 'bptt'"):
+        train.train_and_evaluate(_config(tmp_path, method="bptt"))
+    extended = train.train_and_evaluate(_config(tmp_path, epochs=2))
+    assert extended["train_loss_history"][0] == first["train_loss_history"][0]
+    straight = train.train_and_evaluate(_config(tmp_path / "straight", epochs=2))
+    assert extended["train_loss_history"] == straight["train_loss_history"]  # constant schedule: exact
+    bptt = train.train_and_evaluate(_config(tmp_path, method="bptt"), restart=True)
+    assert bptt["method"] == "bptt" and bptt["epochs_completed"] == 1
+    assert json.loads((tmp_path / "config.json").read_text())["method"] == "bptt"
+
+
+# 2. Timing figures of resumed and rerun runs.
+
+def _accounted_examples(results):
+    return results["examples_per_second"] * results["time_per_epoch_s"] * results["epochs_completed"]
+
+
+@pytest.mark.slow  # three short digits runs (~12 s)
+def test_resumed_and_rerun_runs_report_the_figures_of_an_uninterrupted_one(tmp_path):
+    reference = train.train_and_evaluate(_config(tmp_path / "ref", epochs=2))
+    workdir = tmp_path / "resumed"
+    train.train_and_evaluate(_config(workdir, epochs=2))
+    # "Killed" after minibatch 12 of 16 (late in epoch 2): only checkpoints ≤ 12 survive.
+    shutil.rmtree(workdir / "checkpoints" / "16")
+    os.remove(workdir / "results.json")
+    resumed = train.train_and_evaluate(_config(workdir, epochs=2))
+    assert resumed["train_loss_history"] == reference["train_loss_history"]
+    # Throughput × time per epoch × epochs = every example trained, over both attempts.
+    assert _accounted_examples(resumed) == pytest.approx(2 * 8 * 32)
+    assert _accounted_examples(reference) == pytest.approx(2 * 8 * 32)
+    assert resumed["peak_memory_bytes"] == reference["peak_memory_bytes"] > 0
+    assert resumed["compile_time_s"] > 0 and resumed["wall_time_s"] > resumed["time_per_epoch_s"]
+    # A finished run whose results.json was lost: nothing to train, figures from the checkpoint.
+    os.remove(workdir / "results.json")
+    again = train.train_and_evaluate(_config(workdir, epochs=2))
+    for key in ("examples_per_second", "time_per_epoch_s", "peak_memory_bytes", "compile_time_s"):
+        assert again[key] == resumed[key], key
+    assert again["wall_time_s"] >= resumed["wall_time_s"]
+
+
+# 3. Labels, layouts, parameter trees, operators.
+
+def test_labels_outside_the_classes_are_refused():
+    net = reference_nets.build("mlp")
+    inputs = jnp.ones((2, 3) + net.input_shape)
+    with pytest.raises(ValueError, match=r"`labels` must be class indices in \[0, 5\).*got 1 outside it \(e.g. 7"):
+        network.check_inputs(net, inputs, jnp.array([0, 1, 7]))
+    with pytest.raises(ValueError, match=r"in \[0, 5\).*e.g. -1"):
+        network.check_inputs(net, inputs, jnp.array([0, -1, 2]))
+
+
+def _step_and_data(method="saf_e"):
+    net = reference_nets.build("mlp")
+    params = safjax.init_params(net, jax.random.key(0), jnp.float32)
+    optimizer = optax.sgd(0.1)
+    step = safjax.make_train_step(method, net, optimizer)
+    inputs = jnp.ones((4, 3) + net.input_shape, jnp.float32)
+    return net, params, optimizer, step, inputs
+
+
+def test_train_step_refuses_bad_labels_batch_major_inputs_and_foreign_params():
+    net, params, optimizer, step, inputs = _step_and_data()
+    opt_state = optimizer.init(params)
+    with pytest.raises(ValueError, match=r"class indices in \[0, 5\)"):
+        step(params, opt_state, inputs, jnp.array([0, 1, 5]))
+    with pytest.raises(ValueError, match=r"`inputs` look batch-major \[B, T, ...\].*expected time-major"):
+        step(params, opt_state, jnp.swapaxes(inputs, 0, 1), jnp.array([0, 1, 2]))
+    other = safjax.Network(net.input_shape, [safjax.SpikingLayer([safjax.Path(0, [ops.Dense(7)])])], [ops.Dense(5)])
+    for foreign in (safjax.init_params(other, jax.random.key(0)), {"layers": [], "readout": []}):
+        with pytest.raises(ValueError, match="^the parameter tree does not match the network") as error:
+            step(foreign, opt_state, inputs, jnp.array([0, 1, 2]))
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("method", ["saf_e", "saf_f", "ottt_a", "ottt_o", "spike_rep"])
+def test_max_pooling_is_refused_when_the_step_is_made(method):
+    layer = safjax.SpikingLayer([safjax.Path(0, [ops.MaxPool(2), ops.Flatten(), ops.Dense(6)])])
+    net = safjax.Network((4, 4, 2), [layer], [ops.Dense(3)])
+    with pytest.raises(ValueError, match=r"linear, time-invariant operators.*\['MaxPool'\]"):
+        safjax.make_train_step(method, net, optax.sgd(0.1))
+    with pytest.raises(ValueError, match="MaxPool"):
+        parallel.make_parallel_train_step(method, net, optax.sgd(0.1), parallel.make_mesh(1))
+
+
+def test_trainer_refuses_data_with_labels_outside_its_classes(monkeypatch):
+    load = train.datasets.load
+
+    def bad_labels(name, split, **kwargs):
+        data = load(name, split, **kwargs)
+        labels = np.array(data.labels)
+        labels[0] = data.num_classes
+        return dataclasses.replace(data, labels=labels)
+
+    monkeypatch.setattr(train.datasets, "load", bad_labels)
+    with pytest.raises(ValueError, match=r"the (train|test) labels of digits must be class indices in \[0, 10\) \(10 classes\), got 1 outside"):
+        train.train_and_evaluate(_config())
+
+
+# 4. The workdir, checked up front.
+
+def test_workdir_that_is_a_file_or_not_writable_is_refused_up_front(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match=r"^--workdir=.*a_file is a file, not a folder"):
+        train.train_and_evaluate(_config(a_file))
+    with pytest.raises(ValueError, match=r"^--workdir=.*a_file/run is not writable"):
+        train.train_and_evaluate(_config(a_file / "run"))
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match="is not writable"):
+            train.train_and_evaluate(_config(locked))
+
+
+# 5. Unreadable checkpoints: one line each, and an explicit fresh start.
+
+def test_unreadable_checkpoints_cost_one_line_each(tmp_path, capfd):
+    state = {"w": np.arange(6.0), "b": np.ones(3)}
+    checkpointer = Checkpointer(str(tmp_path))
+    for step in (1, 2, 3):
+        checkpointer.save(step, state, {"step": step})
+
+    def corrupt(step):
+        folder = tmp_path / str(step) / "state"
+        for name in os.listdir(folder):
+            if name.startswith("manifest"):
+                (folder / name).write_text("garbage")
+
+    corrupt(3)
+    lines = []
+    step, _, meta = checkpointer.restore_latest(state, log=lines.append)
+    assert (step, meta) == (2, {"step": 2})
+    assert len(lines) == 1 and lines[0].startswith(f"checkpoint {tmp_path}/3 is unreadable (")
+    assert lines[0].endswith("); skipped") and len(lines[0]) < 300
+    corrupt(2)
+    corrupt(1)
+    lines = []
+    assert checkpointer.restore_latest(state, log=lines.append) is None
+    assert len(lines) == 4
+    assert lines[-1] == f"no readable checkpoint in {tmp_path} (3 unreadable): starting from scratch"
+    checkpointer.close()
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "Event loop is closed" not in captured.err
+
+
+# 6. One meaning of --unroll=0.
+
+def test_benchmark_unroll_zero_means_fully_unrolled():
+    from experiments import benchmark
+
+    assert benchmark.parse_unroll("0") is True and benchmark.parse_unroll("true") is True
+    assert benchmark.parse_unroll("3") == 3
+    with pytest.raises(ValueError, match="0 \\(fully unrolled\\) or a factor ≥ 1"):
+        benchmark.parse_unroll("-1")
+    assert "0 = fully unrolled" in ExperimentConfig.__dataclass_fields__["unroll"].metadata["help"]
+
+
+# 7. Sweeps: every cell validated first; image folders as grid values.
+
+def test_sweep_validates_every_cell_before_running_any(tmp_path):
+    calls = []
+    with pytest.raises(ValueError, match=r"cell method=foo,seed=0: --method='foo' is invalid.*\(nothing was run\)"):
+        sweep.run_sweep("method=saf_e,foo;seed=0,1", str(tmp_path), ["--epochs=1"],
+                        runner=lambda *args: calls.append(args) or 0, log=lambda _: None)
+    with pytest.raises(ValueError, match=r"cell leak=2.0: --leak=2.0 is invalid"):
+        sweep.run_sweep("leak=0.5,2.0", str(tmp_path), [], runner=lambda *args: calls.append(args) or 0,
+                        log=lambda _: None)
+    with pytest.raises(ValueError, match=r"--truncation=2 is invalid"):
+        sweep.run_sweep("method=bptt,tbptt", str(tmp_path), ["--truncation=2"],
+                        runner=lambda *args: calls.append(args) or 0, log=lambda _: None)
+    assert calls == []
+
+
+def test_image_folders_are_grid_values(tmp_path):
+    cells = sweep.expand_grid(sweep.parse_grid("dataset=image_folder:/data/cifar10,digits;seed=0"))
+    assert cells[0].name == "dataset=image_folder:_data_cifar10,seed=0"
+    assert cells[0].flags == ["--dataset=image_folder:/data/cifar10", "--seed=0"]
+    sweep.validate_cells(cells, {})
+
+
+# 8. Progress on every long phase.
+
+def test_progress_lines_when_not_a_terminal(capsys):
+    meter = progress.Progress(100, "decoding train", "images", interval_s=0.0, terminal=False)
+    meter.update(40, "loss 0.5")
+    meter.close()
+    line = capsys.readouterr().out.rstrip()
+    assert line.startswith("  decoding train: 40/100 images (") and "ETA " in line and line.endswith("loss 0.5")
+    meter = progress.Progress(100, "quiet", "images", interval_s=3600.0, terminal=False)
+    meter.update(1)
+    assert capsys.readouterr().out == ""  # not yet time for a line
+
+
+def test_progress_bar_on_a_terminal(capsys):
+    meter = progress.Progress(10, "epoch 1/2", "examples", terminal=True)
+    for _ in range(10):
+        meter.update(1, "loss 0.1")
+    meter.close()
+    assert "epoch 1/2" in capsys.readouterr().out
+
+
+def test_image_folder_decoding_shows_progress(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from safjax.datasets import image_folder
+
+    monkeypatch.setenv("SAFJAX_CACHE_DIR", str(tmp_path / "cache"))
+    for label in ("a", "b"):
+        folder = tmp_path / "images" / "train" / label
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(folder / f"{i}.png")
+    image_folder.load(str(tmp_path / "images"), "train")
+    out = capsys.readouterr().out
+    assert f"decoding 6 images of {tmp_path / 'images' / 'train'} (once: the arrays are cached in " in out
+    assert "decoded 6 train images in " in out
+    image_folder.load(str(tmp_path / "images"), "train")
+    assert "decoding" not in capsys.readouterr().out  # cached
+
+
+@pytest.mark.slow  # one short digits run (~4 s)
+def test_trainer_says_what_it_does_and_where_things_go(capsys):
+    train.train_and_evaluate(_config(train_examples=64, test_examples=32))
+    out = capsys.readouterr().out
+    assert out.startswith("no --workdir: nothing is saved")
+    assert "compiling the training step … done in " in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("final test accuracy: ") and "s including start-up: compilation " in last
+
+
+# 9. Where things go, in --help.
+
+def test_help_names_the_cache_and_what_no_workdir_means():
+    fields = ExperimentConfig.__dataclass_fields__
+    assert "~/.cache/safjax" in fields["dataset"].metadata["help"]
+    assert "SAFJAX_CACHE_DIR" in fields["dataset"].metadata["help"]
+    assert "nothing is saved" in fields["workdir"].metadata["help"]
+
+
+# 10. Plots name their run and their layers.
+
+def test_plot_titles_and_layer_names():
+    assert run_outputs.run_title({"method": "saf_e", "dataset": "image_folder:/data/cifar10/", "model": "vgg11_sws",
+                                  "time_steps": 6}) == "saf_e on image_folder:cifar10, vgg11_sws, T=6"
+    layers = [safjax.SpikingLayer([safjax.Path(0, [ops.ScaledWSConv(8)])]),
+              safjax.SpikingLayer([safjax.Path(1, [ops.AvgPool(2), ops.Conv(16)])]),
+              safjax.SpikingLayer([safjax.Path(2, [ops.Flatten(), ops.Dense(32)])]),
+              safjax.SpikingLayer([safjax.Path(3, [ops.Dense(32)])]),
+              safjax.SpikingLayer([safjax.Path(4, [])])]
+    net = safjax.Network((8, 8, 3), layers, [ops.Dense(10)])
+    assert run_outputs.layer_names(net) == ["conv 1 (8)", "conv 2 (16)", "dense 1 (32)", "dense 2 (32)",
+                                            "layer 5 (32)"]
+
+
+def test_raster_panels_take_layer_names(tmp_path):
+    from safjax import plots
+
+    spikes = [np.zeros((4, 10)), np.ones((4, 5))]
+    plots.spike_raster(spikes, str(tmp_path / "r.png"), title="t", layer_names=["conv 1 (10)", "dense 1 (5)"])
+    with pytest.raises(ValueError, match="`layer_names` has 1 names for 2 layers"):
+        plots.spike_raster(spikes, str(tmp_path / "r.png"), layer_names=["x"])
