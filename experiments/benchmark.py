@@ -10,7 +10,7 @@ as xla_flops_loop_body_once); synaptic_ops_per_step
 (evaluations per weighted operator per step, counted in the traced program), step_time_ms
 (median over --repeats, methods interleaved; min/max too) and compile_time_s, plus the device
 and versions. `bptt_remat` is BPTT with jax.checkpoint, the strong baseline. `--truncation` and
-`--block_size` configure `tbptt` (TL-BPTT, spec §7); BPTT and TBPTT records then also carry the
+`--block_size` configure `tbptt` (TL-BPTT, docs/methods.md §7); BPTT and TBPTT records then also carry the
 analytic MACs, memory accesses and stored activation bytes of docs/tlbptt_costs.md, and every
 record its ratios to BPTT at the same T (`*_vs_bptt`).
 """

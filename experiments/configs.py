@@ -1,4 +1,4 @@
-"""Named presets (``--config=<name>``): the paper setups of spec §8 as data. Flags given on the
+"""Named presets (``--config=<name>``): the paper setups of docs/methods.md §8 as data. Flags given on the
 command line override a preset's values."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ PRESETS: dict[str, dict] = {
     "dvs_gesture_vgg": dict(method="saf_e", dataset="dvs_gesture", model="vgg11_sws", time_steps=20,
                             batch_size=16, optimizer="adam", learning_rate=1e-3, epochs=300,
                             mse_weight=0.05, augment=False),
-    # TL-BPTT on the embedded event digits (spec §7): K = 2, blocks of 2 spiking layers.
+    # TL-BPTT on the embedded event digits (docs/methods.md §7): K = 2, blocks of 2 spiking layers.
     "digits_events_tlbptt": dict(method="tbptt", dataset="digits_events", model="event_conv",
                                  time_steps=8, truncation=2, block_size=2, epochs=10),
 }

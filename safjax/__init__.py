@@ -1,7 +1,7 @@
 """safjax: memory-efficient, online training of spiking neural networks in JAX.
 
 SAF-E, SAF-F, OTTT_A, OTTT_O, spike representation, BPTT and truncated BPTT behind one
-interface (see ``safjax.methods``); the math is in the repository's spec.
+interface (see ``safjax.methods``); the math is in docs/methods.md.
 """
 
 from safjax import costs, encoding, inference, losses, methods, neurons, nn, ops, simulate, surrogates

@@ -12,13 +12,13 @@ class TrainConfig:
     """How a method trains one minibatch.
 
     Attributes:
-      mse_weight: γ of the loss (1 − γ)·CE + γ·MSE (spec §1; 0.05 on CIFAR, 0 → pure CE).
+      mse_weight: γ of the loss (1 − γ)·CE + γ·MSE (docs/methods.md §1; 0.05 on CIFAR, 0 → pure CE).
       unroll: `lax.scan`'s ``unroll`` for the time loop (1 = rolled loop, True = fully unrolled).
       remat: BPTT only — rematerialise each time step in the backward pass (`jax.checkpoint`).
       truncation: TBPTT only — window length K (None → K = T, which is BPTT).
       window_mode: TBPTT only — ``"update"`` after each window or ``"accumulate"`` over windows.
       block_size: TBPTT only — local blocks of B spiking layers, each but the last ending in an
-        auxiliary classifier and trained by its own loss (spec §7; None → one block, global
+        auxiliary classifier and trained by its own loss (docs/methods.md §7; None → one block, global
         training; B ≥ the number of layers is also one block).
     """
 

@@ -1,6 +1,6 @@
-"""Counting helpers on traced programs: synaptic operator evaluations (spec §5 item 6) and the
+"""Counting helpers on traced programs: synaptic operator evaluations (docs/methods.md §5.6) and the
 FLOPs of dense/conv operations with loop trip counts taken into account; and the analytic
-per-training-step costs of temporally-truncated local BPTT against BPTT (spec §7,
+per-training-step costs of temporally-truncated local BPTT against BPTT (docs/methods.md §7,
 `tlbptt_costs`, formulas in docs/tlbptt_costs.md).
 
 XLA's ``cost_analysis()`` counts a while-loop body once whatever its trip count, so for a program
@@ -106,7 +106,7 @@ def compiled_memory(fn: Callable, *args, compiler_options: dict | None = None) -
     }
 
 
-# --- Analytic costs of temporally-truncated local BPTT (spec §7); formulas: docs/tlbptt_costs.md
+# --- Analytic costs of temporally-truncated local BPTT (docs/methods.md §7); formulas: docs/tlbptt_costs.md
 
 
 def _op_macs(op, in_shape) -> int:

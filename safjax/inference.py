@@ -1,4 +1,4 @@
-"""Inference conversion (spec §4): run SAF- or OTTT-trained parameters in the plain LIF SNN,
+"""Inference conversion (docs/methods.md §4): run SAF- or OTTT-trained parameters in the plain LIF SNN,
 which propagates spikes only, and compare it with the training-mode (SAF) forward.
 """
 

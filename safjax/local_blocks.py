@@ -1,4 +1,4 @@
-"""Local blocks of spiking layers for temporally-truncated local BPTT (spec §7).
+"""Local blocks of spiking layers for temporally-truncated local BPTT (docs/methods.md §7).
 
 The spiking layers are partitioned in order into blocks of B layers (the last may be smaller).
 Block j holds layers a..b (1-based, as in `safjax.network`); at step t its layers read

@@ -1,4 +1,4 @@
-"""Classification losses on readout logits (spec §1)."""
+"""Classification losses on readout logits (docs/methods.md §1)."""
 
 from __future__ import annotations
 

@@ -38,21 +38,22 @@ def digits_mlp(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold
 
 
 VGG11_CHANNELS = (64, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512)
-WS_SCALE = 2.74  # fixed scale after each LIF in the reference VGG (spec §8)
+WS_SCALE = 2.74  # fixed scale after each LIF in the reference VGG (docs/methods.md §8)
 
 
 def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
               num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
               feedback: bool = False, width: float = 1.0) -> nn.Sequential:
-    """VGG-11 (sWS) of spec §8: 3×3 scaled-WS convs [64, 128, A, 256, 256, A, 512, 512, A, 512, 512],
-    A = average pool 2, LIF and a fixed ×2.74 after each conv, no BatchNorm, global average pool
-    and a dense readout. Any input size divisible by 8 and any channel count (2 for DVS frames).
+    """VGG-11 (sWS) of docs/methods.md §8: 3×3 scaled-WS convs
+    [64, 128, A, 256, 256, A, 512, 512, A, 512, 512], A = average pool 2, LIF and a fixed ×2.74
+    after each conv, no BatchNorm, global average pool and a dense readout. Any input size
+    divisible by 8 and any channel count (2 for DVS frames).
 
     ``width`` multiplies every conv's channel count (same depth, pools, sWS and ×2.74 scales):
     ``width=0.125`` (8…64 channels) trains on a 2-core CPU in minutes.
 
-    ``feedback=True`` is VGG-F (spec §8): a scaled-WS conv 512→64 from the last layer's spikes at
-    t − 1, nearest-upsampled ×8 to the first layer's size, added to layer 1's current.
+    ``feedback=True`` is VGG-F (docs/methods.md §8): a scaled-WS conv 512→64 from the last layer's
+    spikes at t − 1, nearest-upsampled ×8 to the first layer's size, added to layer 1's current.
     """
     if input_shape[0] % 8 or input_shape[1] % 8:
         raise ValueError(f"VGG-11 pools three times: `input_shape` {input_shape} needs H and W "
@@ -78,7 +79,8 @@ def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold:
 def vgg_f(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
           num_classes: int = 100, input_shape: tuple[int, int, int] = (32, 32, 3),
           width: float = 1.0) -> nn.Sequential:
-    """VGG-F (spec §8, the CIFAR-100 model): `vgg11_sws` with the 512→64 feedback into layer 1."""
+    """VGG-F (docs/methods.md §8, the CIFAR-100 model): `vgg11_sws` with the 512→64 feedback into
+    layer 1."""
     return vgg11_sws(rngs, neuron, leak, threshold, num_classes, input_shape, feedback=True, width=width)
 
 

@@ -1,6 +1,6 @@
 """The static description of a spiking network, shared by every training method.
 
-A network is N spiking layers and a readout (spec §1). Spiking layer l (1-based) receives the sum
+A network is N spiking layers and a readout (docs/methods.md §1). Spiking layer l (1-based) receives the sum
 of the currents of its *paths*; a path applies a chain of operators (`safjax.ops`) to one source:
 
     source 0            the network input x[t]
@@ -185,7 +185,7 @@ def uniform_leak(net: Network, method: str) -> float:
 
 
 def require_linear_operators(net: Network, method: str) -> None:
-    """Refuse operators that break the accumulation identity (spec §4)."""
+    """Refuse operators that break the accumulation identity (docs/methods.md §4)."""
     bad = sorted({type(op).__name__ for op in net.all_ops() if not op.linear})
     if bad:
         raise ValueError(

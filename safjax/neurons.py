@@ -1,4 +1,4 @@
-"""LIF and IF neurons as pure step functions over explicit state (spec §1).
+"""LIF and IF neurons as pure step functions over explicit state (docs/methods.md §1).
 
 Soft (subtractive) reset, the default, with u[0] = 0 and s[0] = 0:
 

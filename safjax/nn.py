@@ -85,7 +85,7 @@ class Conv(Operator):
 
 
 class ScaledWSConv(Operator):
-    """Convolution with scaled weight standardisation (spec §8) and a learnable gain."""
+    """Convolution with scaled weight standardisation (docs/methods.md §8) and a learnable gain."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
                  stride: int = 1, padding: str = "SAME", use_bias: bool = True,
@@ -129,7 +129,7 @@ class Upsample(Operator):
 
 
 class LIF(nnx.Module):
-    """A layer of LIF neurons (spec §1). Defaults: λ = 0.5 (τ = 2), V_th = 1, soft reset,
+    """A layer of LIF neurons (docs/methods.md §1). Defaults: λ = 0.5 (τ = 2), V_th = 1, soft reset,
     sigmoid surrogate with α = 4."""
 
     def __init__(self, leak: float = 0.5, threshold: float = 1.0, reset: str = "soft",

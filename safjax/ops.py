@@ -1,4 +1,4 @@
-"""Synaptic operators: the pure, stateless maps between neuron layers (spec §1, §4).
+"""Synaptic operators: the pure, stateless maps between neuron layers (docs/methods.md §1, §4).
 
 An operator is a frozen dataclass (hashable, so a network is a `jit` static argument) with
 
@@ -163,7 +163,7 @@ class Conv:
 
 @dataclasses.dataclass(frozen=True)
 class ScaledWSConv(_ScaledWS, Conv):
-    """Conv with scaled weight standardisation (spec §8) and a learnable per-channel gain."""
+    """Conv with scaled weight standardisation (docs/methods.md §8) and a learnable per-channel gain."""
 
 
 class _ParameterFree:

@@ -22,7 +22,7 @@ def updates_per_minibatch(formula: str, time_steps: int, truncation: int | None)
 def make_optimizer(name: str, learning_rate: float, momentum: float, schedule: str,
                    epochs: int, updates_per_epoch: int, grad_clip: float = 0.0) -> optax.GradientTransformation:
     """``name`` ("adam" | "sgd") at ``learning_rate``; ``schedule="cosine"`` decays it to 0 over
-    ``epochs``, stepping once per epoch like the reference CIFAR setups (spec §8), so methods that
+    ``epochs``, stepping once per epoch like the reference CIFAR setups (docs/methods.md §8), so methods that
     update every time step (SAF-E, OTTT_O) follow the same per-epoch curve as the others.
     ``updates_per_epoch`` is the number of optimizer updates in one epoch. ``grad_clip > 0`` first
     rescales each gradient to a global norm of at most ``grad_clip`` (0 = off)."""

@@ -1,4 +1,4 @@
-"""The spike-representation rate map and its pseudo-derivative (spec §4, §6).
+"""The spike-representation rate map and its pseudo-derivative (docs/methods.md §4, §6).
 
 Spike representation reads a spiking layer as the map from its input to its λ-weighted firing
 rate, a = clamp(x / V_th, 0, 1), and differentiates that map:

@@ -1,4 +1,4 @@
-"""Spike propagation through a `Network`: the plain LIF SNN (spec §1).
+"""Spike propagation through a `Network`: the plain LIF SNN (docs/methods.md §1).
 
 This is BPTT's forward, the spike-representation forward, and the inference network that
 SAF/OTTT-trained parameters run in (additions of spikes only).

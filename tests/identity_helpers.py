@@ -50,9 +50,9 @@ def ottt_forward(net, params, inputs, labels):
 
 
 def reference_ottt_step_gradients(net, params, inputs, labels, mse_weight):
-    """OTTT by its definition (spec §3): δ^l[t] = ∂L[t]/∂u^l[t] by BPTT with u[t−1], s[t−1]
-    detached (found as the gradient of an additive probe on u), then ∇W = δ·âᵀ — the VJP of the
-    operator evaluated on the traces, bias weighted by c_t. One explicit loop over t."""
+    """OTTT by its definition (docs/methods.md §3): δ^l[t] = ∂L[t]/∂u^l[t] by BPTT with u[t−1],
+    s[t−1] detached (found as the gradient of an additive probe on u), then ∇W = δ·âᵀ — the VJP of
+    the operator evaluated on the traces, bias weighted by c_t. One explicit loop over t."""
     leak = network_lib.uniform_leak(net, "reference")
     num_steps, batch = inputs.shape[0], inputs.shape[1]
     state = simulate.init_network_state(net, batch, inputs.dtype)

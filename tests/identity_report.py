@@ -1,4 +1,4 @@
-"""Largest absolute difference of every spec §5 identity over the full sweep (4 architectures ×
+"""Largest absolute difference of every docs/methods.md §5 identity over the full sweep (4 architectures ×
 λ ∈ {0.5, 0.9, 1.0} × V_th ∈ {1.0, 0.7}, float64, T = 4). The tests assert these; this prints them.
 
     python tests/identity_report.py
@@ -59,7 +59,7 @@ def main():
         p_b, _, _ = bptt.train_step(net, params, momentum.init(params), inputs, labels, optimizer=momentum, config=full)
         record("5. TBPTT (K = T) vs BPTT, params after one step", helpers.max_abs_difference(p_t, p_b))
         print(f"done {architecture} λ={leak} V_th={threshold}", file=sys.stderr, flush=True)
-    print("| identity (spec §5) | largest absolute difference |\n|---|---|")
+    print("| identity (docs/methods.md §5) | largest absolute difference |\n|---|---|")
     for name, value in worst.items():
         print(f"| {name} | {value:.2e} |")
 

@@ -1,4 +1,4 @@
-"""Plain-numpy (float64) references written from the equations of the spec (§1, §4, §6).
+"""Plain-numpy (float64) references written from the equations of docs/methods.md §1, §4, §6.
 
 Nothing here calls safjax's network, method, neuron or operator code: the topology of each
 `reference_nets` architecture is written out below by hand, and the only thing read from the
@@ -105,7 +105,7 @@ def ce_mse(logits, labels, gamma):
 
 
 def spike_rep_reference(layers, readout, inputs, labels, leak, threshold, gamma):
-    """SR by its formula (spec §6) for a chain of dense layers (one path each, source l − 1).
+    """SR by its formula (docs/methods.md §6) for a chain of dense layers (one path each, source l − 1).
 
     Rates a^l = â^l[T]/c_T measured by `lif_forward`; o = W_o a^N + b_o; backward by hand with
     ∂a^l/∂pre^l = (1/V_th)·1[0 < pre^l/V_th < 1] (0 on both edges), pre^l = W_l a^{l−1} + b_l

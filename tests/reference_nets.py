@@ -1,4 +1,4 @@
-"""The four architectures every identity is swept over (spec §5), with parameters and inputs
+"""The four architectures every identity is swept over (docs/methods.md §5), with parameters and inputs
 chosen so that every layer fires at a moderate rate (an identity on silent layers proves nothing).
 
     mlp       input 12 → 16 → 12 → readout 5

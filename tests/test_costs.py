@@ -1,4 +1,4 @@
-"""Costs (spec §5.6): synaptic evaluations counted in the traced program; compiled temp memory
+"""Costs (docs/methods.md §5.6): synaptic evaluations counted in the traced program; compiled temp memory
 flat in T for the online methods and growing for BPTT."""
 
 import jax

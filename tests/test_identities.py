@@ -1,4 +1,4 @@
-"""The identities of spec §5, swept over four architectures, λ ∈ {0.5, 0.9, 1.0} and
+"""The identities of docs/methods.md §5, swept over four architectures, λ ∈ {0.5, 0.9, 1.0} and
 V_th ∈ {1.0, 0.7}, with biases, in float64."""
 
 from __future__ import annotations

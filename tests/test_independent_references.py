@@ -2,9 +2,9 @@
 
 The identity tests (test_identities.py) compare methods with each other; methods share the
 network, neuron and rate-map code, so an error in that shared path passes them all. Every
-expected value here comes from `independent_refs` (numpy loops written from the spec's
-equations) or is written literally in the test; safjax is used only to build the network and
-params under test and to run the code under test.
+expected value here comes from `independent_refs` (numpy loops written from the equations of
+docs/methods.md) or is written literally in the test; safjax is used only to build the network
+and params under test and to run the code under test.
 """
 
 from __future__ import annotations

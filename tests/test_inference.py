@@ -1,4 +1,5 @@
-"""Inference conversion (spec §4): SAF/OTTT-trained parameters run unchanged in a plain LIF SNN."""
+"""Inference conversion (docs/methods.md §4): SAF/OTTT-trained parameters run unchanged in a plain
+LIF SNN."""
 
 import numpy as np
 import optax

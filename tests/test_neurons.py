@@ -1,4 +1,4 @@
-"""LIF/IF step functions against the recursion written out by hand (spec §1)."""
+"""LIF/IF step functions against the recursion written out by hand (docs/methods.md §1)."""
 
 import chex
 import jax

@@ -1,4 +1,4 @@
-"""Temporally-truncated local BPTT (spec §7): one block with K = T is BPTT, no gradient crosses a
+"""Temporally-truncated local BPTT (docs/methods.md §7): one block with K = T is BPTT, no gradient crosses a
 block or window boundary, auxiliary heads learn, memory falls with K and with B, and the
 analytic cost model (docs/tlbptt_costs.md) by hand arithmetic."""
 

@@ -20,21 +20,21 @@ SPIKE_REPRESENTATION_GRAD_CLIP = 0.3
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("bptt", bptt.train_step, "1", "backpropagation through time (spec §2)"),
+        Method("bptt", bptt.train_step, "1", "backpropagation through time (docs/methods.md §2)"),
         Method(
             "tbptt", tbptt.train_step, "ceil(T/K)",
-            "temporally-truncated (local) BPTT, optional blocks of B layers (spec §7)",
+            "temporally-truncated (local) BPTT, optional blocks of B layers (docs/methods.md §7)",
             tbptt.init_params, tbptt.network_params,
         ),
-        Method("ottt_a", ottt_a.train_step, "1", "OTTT, gradients summed over T (spec §3)",
+        Method("ottt_a", ottt_a.train_step, "1", "OTTT, gradients summed over T (docs/methods.md §3)",
                validate=functools.partial(ottt.validate, method="ottt_a")),
-        Method("ottt_o", ottt_o.train_step, "T", "OTTT, update every step (spec §3)",
+        Method("ottt_o", ottt_o.train_step, "T", "OTTT, update every step (docs/methods.md §3)",
                validate=functools.partial(ottt.validate, method="ottt_o")),
-        Method("saf_e", saf_e.train_step, "T", "SAF, update every step (spec §4)",
+        Method("saf_e", saf_e.train_step, "T", "SAF, update every step (docs/methods.md §4)",
                validate=functools.partial(saf.validate, method="saf_e")),
-        Method("saf_f", saf_f.train_step, "1", "SAF, update at the final step (spec §4)",
+        Method("saf_f", saf_f.train_step, "1", "SAF, update at the final step (docs/methods.md §4)",
                grad_clip=SPIKE_REPRESENTATION_GRAD_CLIP, validate=functools.partial(saf.validate, method="saf_f")),
-        Method("spike_rep", spike_rep.train_step, "1", "spike representation, SR (spec §6)",
+        Method("spike_rep", spike_rep.train_step, "1", "spike representation, SR (docs/methods.md §6)",
                grad_clip=SPIKE_REPRESENTATION_GRAD_CLIP,
                validate=functools.partial(saf.validate, method="spike_rep")),
     )

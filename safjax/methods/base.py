@@ -15,7 +15,7 @@ class StepOutput(NamedTuple):
     """Metrics of one training minibatch."""
 
     loss: Array  # [] the method's total loss over the minibatch
-    outputs: Array  # [B, C] Σ_t o[t]; prediction = argmax (spec §1)
+    outputs: Array  # [B, C] Σ_t o[t]; prediction = argmax (docs/methods.md §1)
     firing_rates: tuple  # per spiking layer, [] mean spikes per neuron per step
 
 

@@ -1,4 +1,4 @@
-"""BPTT (spec §2): unroll all T steps, loss Σ_t L[t], differentiate through time (reset path
+"""BPTT (docs/methods.md §2): unroll all T steps, loss Σ_t L[t], differentiate through time (reset path
 included unless ``detach_reset``). Memory grows linearly in T.
 
 ``config.remat`` is the strong baseline: the time loop becomes a scan over chunks of c ≈ √T

@@ -1,4 +1,4 @@
-"""OTTT's per-step forward and loss (spec §3), shared by `ottt_a` and `ottt_o`.
+"""OTTT's per-step forward and loss (docs/methods.md §3), shared by `ottt_a` and `ottt_o`.
 
 State per layer: the membrane u^l and spikes s^l (detached every step) and the presynaptic trace
 â^l[t] = λ â^l[t−1] + s^l[t] (never differentiated); â^0 traces the input. At step t every

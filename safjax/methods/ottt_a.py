@@ -1,4 +1,5 @@
-"""OTTT_A (spec §3): OTTT gradients summed over the T steps, one optimizer update per minibatch."""
+"""OTTT_A (docs/methods.md §3): OTTT gradients summed over the T steps, one optimizer update per
+minibatch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OTTT_O (spec §3): OTTT gradients with an optimizer update after *every* time step.
+"""OTTT_O (docs/methods.md §3): OTTT gradients with an optimizer update after *every* time step.
 
 T updates per minibatch; step t + 1's forward uses the parameters updated at step t.
 """

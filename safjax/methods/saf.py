@@ -1,4 +1,4 @@
-"""SAF's per-step forward (spec §4), shared by `saf_e` and `saf_f`.
+"""SAF's per-step forward (docs/methods.md §4), shared by `saf_e` and `saf_f`.
 
 Propagate spike accumulations, not spikes. State per layer: â^l[t−1] only.
 

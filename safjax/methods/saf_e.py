@@ -1,4 +1,4 @@
-"""SAF-E (spec §4): SAF forward, loss L[t] every step, an optimizer update after every step.
+"""SAF-E (docs/methods.md §4): SAF forward, loss L[t] every step, an optimizer update after every step.
 
 Per step its gradient equals OTTT's (Theorem 1) with one synaptic evaluation instead of two.
 """

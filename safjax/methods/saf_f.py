@@ -1,4 +1,4 @@
-"""SAF-F (spec §4): SAF forward for T steps without a gradient graph, one loss and one update
+"""SAF-F (docs/methods.md §4): SAF forward for T steps without a gradient graph, one loss and one update
 at t = T on the λ-weighted rates a = â[T]/c_T (logits o = Û^o[T]/c_T).
 
 Its gradient equals spike representation's (Theorem 2), with the constant 1 under the 1/V_th

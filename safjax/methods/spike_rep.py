@@ -1,4 +1,4 @@
-"""Spike representation, SR (spec §6): simulate the LIF SNN for T steps without a graph, then
+"""Spike representation, SR (docs/methods.md §6): simulate the LIF SNN for T steps without a graph, then
 differentiate through the rate map at the measured λ-weighted rates a^l = â^l[T]/c_T:
 
     a^l = clamp((op_l(a^{l−1}) + b_l)/V_th, 0, 1)     (value: the measured rate;

@@ -1,4 +1,4 @@
-"""Temporally-truncated local BPTT (spec §7).
+"""Temporally-truncated local BPTT (docs/methods.md §7).
 
 Truncation K: split T into ⌈T/K⌉ windows; in each window unroll K steps from the carried state,
 take the gradient of that window's loss, then update (``window_mode="update"``, default) or

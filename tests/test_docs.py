@@ -1,0 +1,93 @@
+"""The math lives in the repository: no citation of the old external spec is left, every
+`docs/methods.md §N` citation names a section that exists, and the relative links of the README
+and of docs/*.md point to files that exist. Text checks only (no JAX)."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+METHODS = ROOT / "docs" / "methods.md"
+SCANNED = ("safjax", "experiments", "tests", "docs")
+SUFFIXES = (".py", ".md")
+
+# Lines in files owned by concurrent work that still cite the old spec; each must be converted
+# (to `docs/methods.md §N`) by whoever owns the file, and its entry removed here.
+NOT_YET_CONVERTED = {
+    ("docs/results.md", "VGG-11 (sWS, ×2.74 scales, spec §8)"),
+    ("tests/test_learning_real_data.py", "(spec §8's VGG-11 preset at CPU scale)"),
+}
+
+# `docs/methods.md §4`, `methods.md §5.2` (inside docs/), `docs/methods.md §1, §4, §6`.
+CITATION = re.compile(r"methods\.md((?:,? ?§\d+(?:\.\d+)?)+)")
+SECTION = re.compile(r"§(\d+(?:\.\d+)?)")
+HEADING = re.compile(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", re.M)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _text_files():
+    yield ROOT / "README.md"
+    for folder in SCANNED:
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
+                yield path
+
+
+def _relative(path: pathlib.Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def _sections() -> set[str]:
+    return set(HEADING.findall(METHODS.read_text(encoding="utf-8")))
+
+
+def test_methods_has_the_numbered_sections_the_code_cites():
+    sections = _sections()
+    assert {str(n) for n in range(1, 9)} <= sections
+    assert {f"5.{n}" for n in range(1, 7)} <= sections  # the six identities, cited as §5.N
+
+
+def test_no_citation_of_the_external_spec_is_left():
+    found = []
+    for path in _text_files():
+        if path.name == "test_docs.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            stale = ("spec §" in line or "spec/methods" in line or "shared/spec" in line
+                     or "steering" in line)
+            pending = any(_relative(path) == f and text in line for f, text in NOT_YET_CONVERTED)
+            if stale and not pending:
+                found.append(f"{_relative(path)}:{number}: {line.strip()}")
+    assert not found, "cite docs/methods.md §N instead:\n" + "\n".join(found)
+
+
+def test_every_methods_citation_names_an_existing_section():
+    sections = _sections()
+    bad = []
+    for path in _text_files():
+        if path.name == "test_docs.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for match in CITATION.finditer(line):
+                for section in SECTION.findall(match.group(1)):
+                    if section not in sections:
+                        bad.append(f"{_relative(path)}:{number}: §{section}")
+    assert not bad, f"no such section in docs/methods.md (has {sorted(sections)}):\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    "document", ["README.md"] + sorted(_relative(p) for p in (ROOT / "docs").glob("*.md"))
+)
+def test_relative_links_point_to_existing_files(document):
+    path = ROOT / document
+    missing = []
+    for target in LINK.findall(path.read_text(encoding="utf-8")):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # a URL (https:, mailto:) or an anchor within the page
+        file_part = target.split("#", 1)[0]
+        if not (path.parent / file_part).exists():
+            missing.append(target)
+    assert not missing, f"{document} links to missing files: {missing}"
