@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import pathlib
 import re
 import socket
 import tarfile
@@ -18,10 +19,10 @@ from PIL import Image
 from safjax import augment, datasets, input_pipeline
 from safjax.datasets import Dataset, image_folder, tfds_images
 
+import real_cifar
+
 tfds = pytest.importorskip("tensorflow_datasets")
 
-CIFAR_ARCHIVE = "/work/shared/data/cifar10-jpeg.tar.gz"
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 @pytest.fixture(autouse=True)
@@ -524,19 +525,11 @@ def test_prefetch_stops_when_the_consumer_stops():
 
 @pytest.mark.slow
 def test_real_cifar10_jpeg_subset(tmp_path):
-    if not os.path.exists(CIFAR_ARCHIVE):
-        pytest.skip(f"{CIFAR_ARCHIVE} is absent")
     per_class = 20
-    wanted = re.compile(r"cifar10-jpeg/(train|test)/[a-z]+/(\d+)\.jpg")
-    with tarfile.open(CIFAR_ARCHIVE, "r:gz") as archive:
-        for member in archive:
-            match = wanted.fullmatch(member.name)
-            if member.isfile() and match and int(match.group(2)) < per_class:
-                archive.extract(member, tmp_path, filter="data")
-    root = tmp_path / "cifar10-jpeg"
+    root = pathlib.Path(real_cifar.extract_subset(tmp_path, per_class, per_class))
     for split in ("train", "test"):
         dataset = image_folder.load(str(root), split)
-        assert sorted(os.listdir(root / split)) == list(CIFAR_CLASSES)
+        assert sorted(os.listdir(root / split)) == list(real_cifar.CLASSES)
         chex.assert_shape(dataset.inputs, (10 * per_class, 32, 32, 3))
         np.testing.assert_array_equal(np.bincount(dataset.labels), [per_class] * 10)
         assert dataset.num_classes == 10
