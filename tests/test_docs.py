@@ -14,14 +14,9 @@ METHODS = ROOT / "docs" / "methods.md"
 SCANNED = ("safjax", "experiments", "tests", "docs")
 SUFFIXES = (".py", ".md")
 
-# Lines in files owned by concurrent work that still cite the old spec; each must be converted
-# (to `docs/methods.md §N`) by whoever owns the file, and its entry removed here.
-# (OLD is spelt out in pieces so that a grep for the old citation finds nothing in this file.)
+# The old citation of the external spec (spelt out in pieces so that a grep for it finds nothing
+# in this file).
 OLD = "spec " + "\u00a7"
-NOT_YET_CONVERTED = {
-    ("docs/results.md", f"VGG-11 (sWS, ×2.74 scales, {OLD}8)"),
-    ("tests/test_learning_real_data.py", f"({OLD}8's VGG-11 preset at CPU scale)"),
-}
 
 # `docs/methods.md §4`, `methods.md §5.2` (inside docs/), `docs/methods.md §1, §4, §6`.
 CITATION = re.compile(r"methods\.md((?:,? ?§\d+(?:\.\d+)?)+)")
@@ -60,8 +55,7 @@ def test_no_citation_of_the_external_spec_is_left():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             stale = (OLD in line or "spec/" + "methods" in line or "shared/" + "spec" in line
                      or "steer" + "ing" in line)
-            pending = any(_relative(path) == f and text in line for f, text in NOT_YET_CONVERTED)
-            if stale and not pending:
+            if stale:
                 found.append(f"{_relative(path)}:{number}: {line.strip()}")
     assert not found, "cite docs/methods.md §N instead:\n" + "\n".join(found)
 
