@@ -42,9 +42,10 @@ def reproduce(data: str, workdir: str, epochs: int, method_names: Sequence[str],
             f"--epochs={epochs}", *extra_flags]
     outcome = sweep.run_sweep("method=" + ",".join(method_names), workdir, base, parallel,
                               runner=runner, log=log)
-    command = ["python -m experiments.reproduce", f"--data={data}", f"--workdir={workdir}",
-               f"--epochs={epochs}", f"--methods={','.join(method_names)}", *extra_flags]
-    table = results_table(workdir, method_names, " ".join(shlex.quote(part) for part in command))
+    arguments = [f"--data={data}", f"--workdir={workdir}", f"--epochs={epochs}",
+                 f"--methods={','.join(method_names)}"] + (["--", *extra_flags] if extra_flags else [])
+    command = " ".join(["python -m experiments.reproduce"] + [shlex.quote(a) for a in arguments])
+    table = results_table(workdir, method_names, command)
     with open(os.path.join(workdir, RESULTS_FILE), "w") as f:
         f.write(table)
     log(f"reproduce: table written to {os.path.join(workdir, RESULTS_FILE)}")

@@ -33,7 +33,8 @@ def test_the_recipe_runs_end_to_end_on_a_tiny_real_subset(tmp_path):
                           env={**os.environ, **env})
     assert done.returncode == 0, done.stderr[-2000:]
     table = (workdir / "results.md").read_text()
-    assert "python -m experiments.reproduce" in table and "--width=0.125" in table
+    assert "python -m experiments.reproduce --data=" in table
+    assert "--methods=saf_e,saf_f -- --width=0.125 --time_steps=1" in table  # rerunnable as written
     rows = [line for line in table.splitlines() if line.startswith("| saf_")]
     assert [row.split("|")[1].strip() for row in rows] == ["saf_e", "saf_f"]
     for row in rows:
