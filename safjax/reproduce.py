@@ -14,7 +14,7 @@ import os
 import shlex
 from collections.abc import Callable, Sequence
 
-from safjax import methods, sweep
+from safjax import methods, run_outputs, sweep
 
 PRESET = "image_folder_vgg11"
 RESULTS_FILE = "results.md"
@@ -62,7 +62,7 @@ def results_table(workdir: str, method_names: Sequence[str], command: str) -> st
              "| method | test accuracy | final train loss | s / epoch | examples / s | peak memory MiB | epochs | device | warnings |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name in method_names:
-        found = sweep.read_results(os.path.join(workdir, f"method={name}"))
+        found = run_outputs.read_results(os.path.join(workdir, f"method={name}"))
         if found is None:
             lines.append(f"| {name} | not run | | | | | | | |")
             continue

@@ -13,6 +13,17 @@ METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 
 
+def read_results(workdir: str) -> dict | None:
+    """The run's ``results.json``, or None when absent or unreadable (a run killed while writing
+    it; the file is written atomically, so an existing one means a finished run)."""
+    try:
+        with open(os.path.join(workdir, RESULTS_FILE)) as f:
+            results = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return results if isinstance(results, dict) and "test_accuracy" in results else None
+
+
 class RunOutputs:
     """Writers of one run's outputs under ``workdir``; ``first_step`` > 0 when resuming.
 

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from safjax import plots
+from safjax.run_outputs import read_results  # a cell is done when its run left results
 from safjax.experiment import ExperimentConfig
 
 # (command, environment additions, log path) -> exit code. Injectable so tests need no subprocess.
@@ -235,16 +236,6 @@ def run_subprocess(command: list[str], env: Mapping[str, str], log_path: str) ->
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=full_env,
                               check=False).returncode
-
-
-def read_results(cell_dir: str) -> dict | None:
-    """The cell's results.json, or None when absent or unreadable (a run killed while writing it)."""
-    try:
-        with open(os.path.join(cell_dir, "results.json")) as f:
-            results = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return results if isinstance(results, dict) and "test_accuracy" in results else None
 
 
 def _stale(results: Mapping, base: Mapping, cell: Cell) -> list[str]:

@@ -10,7 +10,6 @@ and at the end ``results.json`` and ``plots/`` (curves, firing rates, a spike ra
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -98,13 +97,8 @@ def _check_labels(dataset: datasets.Dataset, split: str) -> None:
 def _finished_results(workdir: str, config: ExperimentConfig) -> dict | None:
     """The results.json of a finished run of ``config`` in ``workdir`` (its settings already
     checked), or None when the run is not finished (or is being extended to more epochs)."""
-    try:
-        with open(os.path.join(workdir, RESULTS_FILE)) as f:
-            results = json.load(f)
-    except (OSError, ValueError):
-        return None
-    finished = isinstance(results, dict) and "test_accuracy" in results
-    return results if finished and results.get("epochs_completed") == config.epochs else None
+    results = run_outputs.read_results(workdir)
+    return results if results is not None and results.get("epochs_completed") == config.epochs else None
 
 
 def _prepare_workdir(config: ExperimentConfig, devices: int, restart: bool) -> dict | None:
