@@ -117,14 +117,10 @@ def make_parallel_train_step(
     jitted = jax.jit(mapped, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding),
                      donate_argnums=(0, 1) if donate else ())
 
-    expected = []  # the params' shapes, computed at the first call
-
     def step(params, opt_state, inputs, labels):
         from safjax import training
 
-        if not expected:
-            expected.append(training.expected_params(method, net, config))
-        network_lib.check_params(expected[0], params)
+        network_lib.check_params(training.expected_params(method, net, config), params)
         if prepare_inputs is None:
             network_lib.check_inputs(net, inputs, labels)
         elif getattr(labels, "is_fully_addressable", True):

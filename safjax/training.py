@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -12,6 +13,7 @@ from safjax import network as network_lib
 from safjax import methods
 
 
+@functools.cache  # net and config are frozen dataclasses: one eval_shape per (method, net, config)
 def expected_params(method: str, net: network_lib.Network,
                     config: config_lib.TrainConfig = config_lib.TrainConfig()):
     """Shapes (``jax.ShapeDtypeStruct``) of the params ``method`` trains on ``net``: the network's,
@@ -40,7 +42,6 @@ def make_train_step(
     method_ = methods.get_method(method)
     method_.validate(net)
     train_step = method_.train_step
-    expected = []  # computed at the first call, then reused
 
     @jax.jit
     def jitted(params, opt_state, inputs, labels):
@@ -49,9 +50,7 @@ def make_train_step(
         )
 
     def step(params, opt_state, inputs, labels):
-        if not expected:
-            expected.append(expected_params(method, net, config))
-        network_lib.check_params(expected[0], params)
+        network_lib.check_params(expected_params(method, net, config), params)
         network_lib.check_inputs(net, inputs, labels)
         return jitted(params, opt_state, inputs, labels)
 
