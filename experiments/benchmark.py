@@ -9,10 +9,12 @@ program, scan bodies × their length — XLA's cost_analysis counts a loop body 
 as xla_flops_loop_body_once); synaptic_ops_per_step
 (evaluations per weighted operator per step, counted in the traced program), step_time_ms
 (median over --repeats, methods interleaved; min/max too) and compile_time_s, plus the device
-and versions. `bptt_remat` is BPTT with jax.checkpoint, the strong baseline. `--truncation` and
-`--block_size` configure `tbptt` (TL-BPTT, docs/methods.md §7); BPTT and TBPTT records then also carry the
-analytic MACs, memory accesses and stored activation bytes of docs/tlbptt_costs.md, and every
-record its ratios to BPTT at the same T (`*_vs_bptt`).
+and versions. A method is a registered name or a spec with settings, ``name:setting=value``:
+`bptt:remat=true` is BPTT with jax.checkpoint, the strong baseline. `--truncation` and
+`--block_size` reach every method that takes them (tbptt, TL-BPTT, docs/methods.md §7); methods with
+a cost model (BPTT, TBPTT) also carry the analytic MACs, memory accesses and stored activation bytes
+of docs/tlbptt_costs.md, and every record its ratios to `--baseline` at the same T
+(`*_vs_<baseline>`).
 """
 
 import json
@@ -23,7 +25,9 @@ from absl import app, flags
 from safjax import benchmark
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("methods", ",".join(benchmark.VARIANTS), "Comma list of methods.")
+flags.DEFINE_string("methods", ",".join([*benchmark.methods.METHODS, "bptt:remat=true"]),
+                    "Comma list of methods: registered names or name:setting=value[:setting=value] specs.")
+flags.DEFINE_string("baseline", "bptt", "The method spec whose records the others are divided by ('' = no ratios).")
 flags.DEFINE_string("time_steps", "2,4,8,16,32", "Comma list of T.")
 flags.DEFINE_string("model", "digits_mlp", f"Model: {', '.join(benchmark.models.MODELS)}.")
 flags.DEFINE_string("dataset", "digits", f"Sets input shape and classes: {', '.join(benchmark.DATASET_SHAPES)}.")
@@ -32,8 +36,11 @@ flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up)
 flags.DEFINE_string("unroll", "1", "lax.scan unroll factor of the time loop (0 = fully unrolled, as in "
                     "experiments.train; 'true' is accepted for 0).")
 flags.DEFINE_string("conv_weight_grad", "auto", "Conv weight gradient: auto (swapped on CPU), swapped, plain.")
-flags.DEFINE_integer("truncation", 0, "tbptt: window length K (0 = K = T).")
-flags.DEFINE_integer("block_size", 0, "tbptt: spiking layers per local block (0 = one block).")
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+_SETTINGS = benchmark.methods.all_settings()  # every method's settings, a flag each (as in experiments.train)
+for _name, (_setting, _owners) in _SETTINGS.items():
+    _DEFINE[_setting.type](_name, _setting.default, f"{', '.join(_owners)}: {_setting.help} Reaches every "
+                           "benchmarked method that takes it.")
 flags.DEFINE_string("plot", "", "If set, write memory-vs-T and time-vs-T figures to this PNG.")
 flags.DEFINE_string("output", "", "Write the records and environment as JSON here.")
 
@@ -41,8 +48,10 @@ flags.DEFINE_string("output", "", "Write the records and environment as JSON her
 def _parse() -> tuple[list[str], list[int], int | bool]:
     names = [m for m in FLAGS.methods.split(",") if m]
     for name in names:
-        if name not in benchmark.VARIANTS:
-            raise ValueError(f"--methods: unknown {name!r}; valid: {', '.join(benchmark.VARIANTS)}.")
+        try:
+            benchmark.parse_variant(name)
+        except ValueError as error:
+            raise ValueError(f"--methods: {error}") from None
     try:
         steps = [int(t) for t in FLAGS.time_steps.split(",")]
     except ValueError:
@@ -53,8 +62,6 @@ def _parse() -> tuple[list[str], list[int], int | bool]:
         raise ValueError(f"--dataset must be one of {', '.join(benchmark.DATASET_SHAPES)}.")
     if FLAGS.model not in benchmark.models.MODELS:
         raise ValueError(f"--model must be one of {', '.join(benchmark.models.MODELS)}.")
-    if FLAGS.truncation < 0 or FLAGS.block_size < 0:
-        raise ValueError("--truncation and --block_size must be ≥ 0 (0: K = T / one block).")
     if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
         raise ValueError("--batch_size and --repeats must be ≥ 1.")
     if FLAGS.conv_weight_grad not in benchmark.CONV_WEIGHT_GRADS:
@@ -75,6 +82,11 @@ def parse_unroll(text: str) -> int | bool:
     return True if value == 0 else value
 
 
+def _given_settings() -> dict:
+    """The method settings given on the command line."""
+    return {name: FLAGS[name].value for name in _SETTINGS if FLAGS[name].present}
+
+
 def main(argv):
     del argv
     try:
@@ -89,7 +101,8 @@ def main(argv):
     print(benchmark.HEADER, flush=True)
     records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
                                 log=lambda line: print(line, flush=True),
-                                truncation=FLAGS.truncation or None, block_size=FLAGS.block_size or None)
+                                settings=_given_settings(),
+                                baseline=FLAGS.baseline if FLAGS.baseline in names else None)
     if FLAGS.plot:
         from safjax import plots  # matplotlib only when asked for
 
@@ -98,7 +111,7 @@ def main(argv):
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
             json.dump({"environment": benchmark.environment(), "model": FLAGS.model,
-                       "truncation": FLAGS.truncation, "block_size": FLAGS.block_size,
+                       "settings": _given_settings(),
                        "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad,
                        "records": records}, f, indent=2)
 

@@ -3,7 +3,8 @@
     python -m experiments.train --method=bptt --time_steps=8
     python -m experiments.train --config=cifar10_vgg11 --data_dir=~/tensorflow_datasets
 
-Every field of `safjax.experiment.ExperimentConfig` is a flag; ``--config`` picks a preset from
+Every field of `safjax.experiment.ExperimentConfig` is a flag, and so is every setting of every
+method (e.g. ``--truncation`` of tbptt, ``--remat`` of bptt); ``--config`` picks a preset from
 `experiments.configs`, and flags given explicitly override it.
 """
 
@@ -17,14 +18,20 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from experiments import configs  # noqa: E402
-from safjax import experiment  # noqa: E402
+from safjax import datasets, experiment, methods, models, neurons  # noqa: E402
 
 FLAGS = flags.FLAGS
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}
-_FIELDS = dataclasses.fields(experiment.ExperimentConfig)
+_REGISTERED = {"methods": ", ".join(methods.METHODS), "datasets": ", ".join(datasets.LOADERS),
+               "models": ", ".join(models.MODELS), "neurons": ", ".join(neurons.NEURONS)}
+_FIELDS = [f for f in dataclasses.fields(experiment.ExperimentConfig) if f.name != "method_settings"]
 for _field in _FIELDS:
-    _DEFINE[type(_field.default)](_field.name, _field.default, _field.metadata["help"])
+    _DEFINE[type(_field.default)](_field.name, _field.default, _field.metadata["help"].format(**_REGISTERED))
+# Every method factory's settings (safjax.methods.all_settings): one flag each, for the methods that take it.
+_SETTINGS = methods.all_settings()
+for _name, (_setting, _owners) in _SETTINGS.items():
+    _DEFINE[_setting.type](_name, _setting.default, f"{', '.join(_owners)}: {_setting.help}")
 flags.DEFINE_bool("distributed", False, "Multi-host: call jax.distributed.initialize() first; each "
                   "process then feeds its own rows of every global minibatch.")
 flags.DEFINE_string("coordinator_address", "", "--distributed: host:port of process 0 ('' = detect "
@@ -39,7 +46,8 @@ flags.DEFINE_string("config", "", f"Preset: {', '.join(configs.PRESETS)} (explic
 
 def config_from_flags() -> experiment.ExperimentConfig:
     """Preset values, then every flag set on the command line."""
-    return configs.resolve(FLAGS.config, {f.name: FLAGS[f.name].value for f in _FIELDS if FLAGS[f.name].present})
+    names = [f.name for f in _FIELDS] + list(_SETTINGS)
+    return configs.resolve(FLAGS.config, {name: FLAGS[name].value for name in names if FLAGS[name].present})
 
 
 def main(argv):

@@ -8,8 +8,9 @@ ratios are meaningful. `experiments/benchmark.py` is the command-line front end.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +19,8 @@ import optax
 from flax import nnx
 
 from safjax import config as config_lib
-from safjax import costs, methods, models, ops, simulate
+from safjax import costs, methods, models, ops
 from safjax import network as network_lib
-from safjax.methods import ottt, saf
 
 DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
     "digits": ((8, 8, 1), 10), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
@@ -29,57 +29,30 @@ DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
 }
 
 
-class Variant(NamedTuple):
-    """A method with its configuration, e.g. BPTT with rematerialisation."""
-
-    name: str
-    method: str
-    remat: bool = False
-
-
-VARIANTS = {name: Variant(name, name) for name in methods.METHODS}
-VARIANTS["bptt_remat"] = Variant("bptt_remat", "bptt", remat=True)
-
-
-def _forward(method: str, net, unroll: int | bool = 1) -> Callable:
-    """The method's forward pass alone over T steps: (params, inputs, labels) → outputs."""
-    if method in ("saf_e", "saf_f"):
-        leak = saf.validate(net, method)
-
-        def saf_forward(p, x, y):
-            body = lambda state, x_t: saf.saf_step(net, leak, p, state, x_t)
-            return jax.lax.scan(body, saf.init_state(net, x.shape[1], x.dtype), x, unroll=unroll)[1][0]
-
-        return saf_forward
-    if method in ("ottt_a", "ottt_o"):
-
-        def ottt_forward(p, x, y):
-            step_loss = ottt.make_step_loss(net, config_lib.TrainConfig(), x.shape[0])
-
-            def body(state, x_t):
-                _, (state, output, _) = step_loss(p, state, x_t, y)
-                return state, output
-
-            return jax.lax.scan(body, ottt.init_state(net, x.shape[1], x.dtype), x, unroll=unroll)[1]
-
-        return ottt_forward
-    return lambda p, x, y: simulate.run(net, p, x, unroll)[0]
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """A benchmarked variant: ``"name"`` or ``"name:setting=value[:setting=value…]"`` (e.g.
+    ``"bptt:remat=true"``) → (method name, settings), the values parsed as the setting's type."""
+    name, *assignments = spec.split(":")
+    known = methods.settings_of(name)
+    settings = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or key not in known:
+            raise ValueError(f"method spec {spec!r}: {assignment!r} is not setting=value for a setting of {name} "
+                             f"({', '.join(known) or 'none'}).")
+        kind = known[key].type
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"method spec {spec!r}: {key} must be true or false, got {text!r}.")
+            settings[key] = text.lower() in ("true", "1")
+        else:
+            settings[key] = kind(text)
+    return name, settings
 
 
-def _step_forward(method: str, net) -> Callable:
-    """One time step of the method's forward: (params, x_t, labels) → outputs."""
-    if method in ("saf_e", "saf_f"):
-        leak = saf.validate(net, method)
-        return lambda p, x, y: saf.saf_step(net, leak, p, saf.init_state(net, x.shape[0], x.dtype), x)
-    if method in ("ottt_a", "ottt_o"):
-        step_loss = ottt.make_step_loss(net, config_lib.TrainConfig(), 1)
-        return lambda p, x, y: step_loss(p, ottt.init_state(net, x.shape[0], x.dtype), x, y)
-    return lambda p, x, y: simulate.network_step(net, p, simulate.init_network_state(net, x.shape[0], x.dtype), x)
-
-
-def synaptic_ops_per_step(method: str, net, params, x_t, labels) -> float:
+def synaptic_ops_per_step(method: methods.Method, net, params, x_t, labels) -> float:
     """Synaptic operator evaluations per weighted operator per time step (SAF 1, OTTT 2)."""
-    count = costs.count_synaptic_evaluations(_step_forward(method, net), params, x_t, labels)
+    count = costs.count_synaptic_evaluations(functools.partial(method.step_forward, net), params, x_t, labels)
     return count / net.num_synaptic_ops()
 
 
@@ -116,7 +89,7 @@ def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto
 
 
 def measure(
-    variant_names: list[str],
+    variants: list[str],
     net,
     params,
     time_steps: list[int],
@@ -124,94 +97,100 @@ def measure(
     repeats: int = 5,
     unroll: int | bool = 1,
     log: Callable[[str], None] = print,
-    truncation: int | None = None,
-    block_size: int | None = None,
+    settings: dict | None = None,
+    baseline: str | None = None,
 ) -> list[dict]:
     """One record per variant × T (see `experiments/benchmark.py` for the fields).
 
-    ``truncation`` (K) and ``block_size`` (B) configure `tbptt`; its records and BPTT's also carry
-    the analytic TL-BPTT cost model (`costs.tlbptt_costs`: MACs, memory accesses, stored
-    activation bytes), and every record with a BPTT record at the same T its ratios to BPTT.
+    ``variants`` are method specs (`parse_variant`: ``"saf_e"``, ``"bptt:remat=true"``); ``settings``
+    (e.g. ``{"truncation": 2, "block_size": 1}``) reach every method that takes them, under the
+    spec's own. Records carry the method's settings, its analytic costs where the method has a
+    cost model (``analytic_*``: TL-BPTT's MACs, memory accesses, stored activation bytes), and,
+    with a ``baseline`` variant among ``variants``, their ratios to it at the same T
+    (``*_vs_<baseline>``).
     """
     optimizer = optax.sgd(0.01, momentum=0.9)
+    config = config_lib.TrainConfig(unroll=unroll)
+    built = {}
+    for spec in variants:
+        name, own = parse_variant(spec)
+        common = {k: v for k, v in (settings or {}).items() if k in methods.settings_of(name)}
+        method = methods.get_method(name, **{**common, **own})
+        method.validate(net)
+        built[spec] = method
+    if baseline is not None and baseline not in built:
+        raise ValueError(f"`baseline` {baseline!r} is not one of the benchmarked variants {list(built)}.")
     records = []
     for num_steps in time_steps:
         inputs, labels = _inputs(net, num_steps, batch_size)
+        key = jax.random.key(num_steps)
         compiled, rows, arguments = {}, {}, {}
-        for name in variant_names:
-            variant = VARIANTS[name]
-            method = methods.get_method(variant.method)
-            truncated = variant.method == "tbptt"
-            config = config_lib.TrainConfig(unroll=unroll, remat=variant.remat,
-                                            truncation=truncation if truncated else None,
-                                            block_size=block_size if truncated else None)
-            method_params = method.init_params(net, params, config, jax.random.PRNGKey(0))
+        for spec, method in built.items():
+            method_params = method.init_params(net, params, jax.random.PRNGKey(0))
             opt_state = optimizer.init(method_params)
 
-            def make_step(unroll, train_step=method.train_step, config=config):
-                config = dataclasses.replace(config, unroll=unroll)
-                return lambda p, s, x, y: train_step(net, p, s, x, y, optimizer=optimizer, config=config)
+            def make_step(unroll, method=method):
+                step_config = dataclasses.replace(config, unroll=unroll)
+                return lambda p, s, x, y, k: method.train_step(net, p, s, x, y, optimizer=optimizer,
+                                                               config=step_config, key=k)
 
             start = time.perf_counter()
-            executable = jax.jit(make_step(unroll)).lower(method_params, opt_state, inputs, labels).compile()
+            executable = jax.jit(make_step(unroll)).lower(method_params, opt_state, inputs, labels, key).compile()
             compile_time = time.perf_counter() - start
             memory = executable.memory_analysis()
-            compiled[name] = executable
-            rows[name] = {
-                "method": name,
+            compiled[spec] = executable
+            rows[spec] = {
+                "method": spec,
                 "time_steps": num_steps,
                 "batch_size": batch_size,
                 "unroll": unroll,
+                **dict(method.settings),
                 "temp_bytes": int(memory.temp_size_in_bytes),
                 "argument_bytes": int(memory.argument_size_in_bytes),
                 "output_bytes": int(memory.output_size_in_bytes),
-                "truncation": config.truncation,
-                "block_size": config.block_size,
-                "flops": costs.count_matmul_flops(make_step(unroll), method_params, opt_state, inputs, labels),
+                "flops": costs.count_matmul_flops(make_step(unroll), method_params, opt_state, inputs, labels, key),
                 "forward_flops": costs.count_matmul_flops(
-                    _forward(variant.method, net, unroll), params, inputs, labels
+                    lambda p, x, y: method.forward(net, p, x, y, unroll), params, inputs, labels
                 ),
                 "xla_flops_loop_body_once": _flops(executable),
-                "synaptic_ops_per_step": synaptic_ops_per_step(
-                    variant.method, net, params, inputs[0], labels
-                ),
+                "synaptic_ops_per_step": synaptic_ops_per_step(method, net, params, inputs[0], labels),
                 "compile_time_s": compile_time,
             }
-            if variant.method in ("bptt", "tbptt") and not variant.remat:
-                analytic = costs.tlbptt_costs(net, num_steps, config.truncation, config.block_size, batch_size)
-                rows[name].update(analytic_macs=analytic["macs"],
+            analytic = method.cost_model(net, num_steps, batch_size) if method.cost_model else None
+            if analytic is not None:
+                rows[spec].update(analytic_macs=analytic["macs"],
                                   analytic_memory_accesses=analytic["memory_accesses"],
                                   analytic_activation_bytes=analytic["activation_bytes"])
-            arguments[name] = (method_params, opt_state)
-            jax.block_until_ready(executable(method_params, opt_state, inputs, labels))  # warm-up
-        times = {name: [] for name in variant_names}
+            arguments[spec] = (method_params, opt_state)
+            jax.block_until_ready(executable(method_params, opt_state, inputs, labels, key))  # warm-up
+        times = {spec: [] for spec in built}
         for _ in range(repeats):  # interleaved, so that drifts hit every method alike
-            for name in variant_names:
+            for spec in built:
                 start = time.perf_counter()
-                jax.block_until_ready(compiled[name](*arguments[name], inputs, labels))
-                times[name].append(time.perf_counter() - start)
-        for name in variant_names:
-            ms = np.asarray(times[name]) * 1e3
-            rows[name].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
+                jax.block_until_ready(compiled[spec](*arguments[spec], inputs, labels, key))
+                times[spec].append(time.perf_counter() - start)
+        for spec in built:
+            ms = np.asarray(times[spec]) * 1e3
+            rows[spec].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
                               step_time_max_ms=float(ms.max()))
-        if "bptt" in rows:
-            for name in variant_names:
-                for key in ("temp_bytes", "step_time_ms", "analytic_macs", "analytic_memory_accesses",
-                            "analytic_activation_bytes"):
-                    if key in rows[name] and key in rows["bptt"]:
-                        rows[name][f"{key}_vs_bptt"] = rows[name][key] / rows["bptt"][key]
-        for name in variant_names:
-            records.append(rows[name])
-            log(format_row(rows[name]))
+        if baseline is not None:
+            for spec in built:
+                for key_name in ("temp_bytes", "step_time_ms", "analytic_macs", "analytic_memory_accesses",
+                                 "analytic_activation_bytes"):
+                    if key_name in rows[spec] and key_name in rows[baseline]:
+                        rows[spec][f"{key_name}_vs_{baseline}"] = rows[spec][key_name] / rows[baseline][key_name]
+        for spec in built:
+            records.append(rows[spec])
+            log(format_row(rows[spec], baseline))
     return records
 
 
 HEADER = (f"{'method':<11} {'T':>3} {'temp MB':>9} {'GFLOP':>9} {'fwd GFLOP':>9} {'syn/step':>8} "
-          f"{'step ms':>9} {'compile s':>9} {'mem/BPTT':>8}")
+          f"{'step ms':>9} {'compile s':>9} {'mem/base':>8}")
 
 
-def format_row(row: dict) -> str:
-    ratio = row.get("temp_bytes_vs_bptt")
+def format_row(row: dict, baseline: str | None = None) -> str:
+    ratio = row.get(f"temp_bytes_vs_{baseline}") if baseline else None
     return (f"{row['method']:<11} {row['time_steps']:>3} {row['temp_bytes'] / 1e6:>9.2f} "
             f"{row['flops'] / 1e9:>9.3f} {row['forward_flops'] / 1e9:>9.3f} "
             f"{row['synaptic_ops_per_step']:>8.1f} {row['step_time_ms']:>9.2f} {row['compile_time_s']:>9.2f} "

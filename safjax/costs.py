@@ -16,7 +16,6 @@ from typing import Callable
 import jax
 from jax.extend import core as jax_core
 
-from safjax import config as config_lib
 from safjax import local_blocks
 
 SYNAPTIC_PRIMITIVES = ("dot_general", "conv_general_dilated")
@@ -242,7 +241,7 @@ def tlbptt_costs(
         raise ValueError(f"`batch_size` must be an int ≥ 1, got {batch_size!r}.")
     if window_mode not in ("update", "accumulate"):
         raise ValueError(f"`window_mode` must be 'update' or 'accumulate', got {window_mode!r}.")
-    window = config_lib.window_length(truncation, time_steps)
+    window = min(truncation or time_steps, time_steps)  # K; None → K = T
     counts = _tl_counts(
         net, time_steps, window, local_blocks.partition(net, block_size), batch_size,
         bytes_per_value, window_mode,

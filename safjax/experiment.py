@@ -1,14 +1,18 @@
-"""`ExperimentConfig`: one training run as data. Every field is a flag of `experiments.train`
-(generated from the field's type, default and ``help`` metadata)."""
+"""`ExperimentConfig`: one training run as plain data (it imports nothing heavy; the registries
+are read only when a run is validated).
+
+Every field is a flag of `experiments.train` (generated from the field's type, default and
+``help`` metadata; ``{methods}``, ``{datasets}``, ``{models}`` and ``{neurons}`` in a help text are
+filled with the registered names), and so is every setting of every method factory
+(`safjax.methods.all_settings`): those land in ``method_settings``, and only the chosen method's
+settings may be given.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-
-import jax
-
-from safjax import datasets, methods, models
+from typing import Any, Mapping
 
 # The model a data set trains by default (``--model=""``).
 DEFAULT_MODELS = {
@@ -32,11 +36,11 @@ def _field(default, help_text: str):
 class ExperimentConfig:
     """One training run."""
 
-    method: str = _field("saf_e", f"Training method: {', '.join(methods.METHODS)}.")
-    dataset: str = _field("digits", f"Data set: {', '.join(datasets.LOADERS)} or image_folder:<root> (decoded "
+    method: str = _field("saf_e", "Training method: {methods}. Its settings are flags of their own (below).")
+    dataset: str = _field("digits", "Data set: {datasets} or image_folder:<root> (decoded "
                           "once, then cached as arrays in ~/.cache/safjax, or $SAFJAX_CACHE_DIR: 60–215 MB "
                           "for CIFAR-sized sets; event frames are cached there too).")
-    model: str = _field("", f"Model: {', '.join(models.MODELS)} ('' = the data set's default).")
+    model: str = _field("", "Model: {models} ('' = the data set's default).")
     width: float = _field(1.0, "Channel-width multiplier of the model (e.g. 0.125: VGG-11 with 8…64 channels, CPU-sized).")
     data_dir: str = _field("", "Where tensorflow-datasets / event data live ('' = the library default).")
     time_steps: int = _field(4, "Time steps T per example (event data: frames per example).")
@@ -54,13 +58,10 @@ class ExperimentConfig:
     test_examples: int = _field(0, "Evaluate on a fixed random subset of this many test examples (0 = all).")
     augment: bool = _field(True, "Random crop (pad 4), flip and cutout, for data sets where they apply (CIFAR, image folders).")
     seed: int = _field(0, "Seed for initialisation, data order and augmentation.")
-    neuron: str = _field("lif", "'lif' or 'if'.")
+    neuron: str = _field("lif", "Neuron model: {neurons}.")
     leak: float = _field(0.5, "LIF leak λ in (0, 1].")
     threshold: float = _field(1.0, "Firing threshold V_th > 0.")
     mse_weight: float = _field(0.0, "γ of the loss (1 − γ)·CE + γ·MSE (0.05 in the CIFAR presets).")
-    truncation: int = _field(0, "tbptt: window length K (0 = K = T, which is BPTT).")
-    block_size: int = _field(0, "tbptt: spiking layers per local block (0 = one block, global training).")
-    window_mode: str = _field("update", "tbptt: 'update' after every window or 'accumulate' over windows.")
     unroll: int = _field(1, "lax.scan unroll factor of the time loop (0 = fully unrolled).")
     num_devices: int = _field(0, "Local devices for data parallelism (0 = all).")
     workdir: str = _field("", "Checkpoints, metrics, TensorBoard events, plots and results go here ('' = "
@@ -70,32 +71,49 @@ class ExperimentConfig:
     checkpoint_every: int = _field(100, "Checkpoint every N minibatches (and at the end).")
     log_every: int = _field(50, "Log training metrics every N minibatches (and at every epoch's end).")
     eval_batch_size: int = _field(256, "Minibatch size of the test-set evaluation.")
+    method_settings: dict = dataclasses.field(default_factory=dict, metadata={
+        "help": "The chosen method's own settings (its factory's arguments, e.g. {'truncation': 4} for tbptt); "
+                "each is a flag of its own."})
 
     @property
     def model_name(self) -> str:
         """``model``, or the data set's default model when ``model`` is empty."""
         if self.model:
             return self.model
+        from safjax import datasets
+
         key = "image_folder" if self.dataset.startswith(datasets.IMAGE_FOLDER_PREFIX) else self.dataset
         return DEFAULT_MODELS.get(key, "vgg11_sws")
 
     @property
     def gradient_clip(self) -> float:
         """``grad_clip``, with -1 resolved to the method's default (0 = no clipping)."""
-        return methods.get_method(self.method).grad_clip if self.grad_clip == -1 else self.grad_clip
+        return self.build_method().grad_clip if self.grad_clip == -1 else self.grad_clip
+
+    def build_method(self):
+        """The `safjax.methods.Method` of this run, built with ``method_settings``."""
+        from safjax import methods
+
+        return methods.get_method(self.method, **self.method_settings)
 
     def train_config(self):
-        """The method-level `TrainConfig` of this run."""
+        """The `TrainConfig` every method shares, for this run."""
         from safjax.config import TrainConfig
 
-        return TrainConfig(
-            mse_weight=self.mse_weight, unroll=True if self.unroll == 0 else self.unroll,
-            truncation=self.truncation or None, window_mode=self.window_mode,
-            block_size=self.block_size or None,
-        )
+        return TrainConfig(mse_weight=self.mse_weight, unroll=True if self.unroll == 0 else self.unroll)
+
+    def as_flags(self) -> dict[str, Any]:
+        """Every field and every setting of the method (defaults included) as one flat
+        ``{flag: value}`` dict: what a workdir's config.json and results.json hold."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method_settings"}
+        return {**values, **dict(self.build_method().settings)}
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field and its valid values."""
+        import jax
+
+        from safjax import datasets, methods, models, neurons
+
         checks = [
             (self.method in methods.METHODS, "method", f"one of {', '.join(methods.METHODS)}"),
             (datasets.is_known(self.dataset), "dataset",
@@ -111,15 +129,10 @@ class ExperimentConfig:
             (self.grad_clip == -1 or (math.isfinite(self.grad_clip) and self.grad_clip >= 0), "grad_clip",
              "-1 (the method's default), 0 (off) or a global norm > 0"),
             (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
-            (self.neuron in ("lif", "if"), "neuron", "'lif' or 'if'"),
+            (self.neuron in neurons.NEURONS, "neuron", f"one of {', '.join(neurons.NEURONS)}"),
             (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),
             (math.isfinite(self.threshold) and self.threshold > 0, "threshold", "a number > 0"),
             (0.0 <= self.mse_weight <= 1.0, "mse_weight", "a number in [0, 1]"),
-            (self.truncation >= 0, "truncation", "0 (K = T) or a window length ≥ 1"),
-            (self.block_size >= 0, "block_size", "0 (one block) or a number of layers ≥ 1"),
-            ((self.truncation == 0 and self.block_size == 0) or self.method == "tbptt", "truncation",
-             "0 unless --method=tbptt (and likewise --block_size)"),
-            (self.window_mode in ("update", "accumulate"), "window_mode", "'update' or 'accumulate'"),
             (self.unroll >= 0, "unroll", "0 (fully unrolled) or a factor ≥ 1"),
             (self.checkpoint_every >= 1, "checkpoint_every", "an integer ≥ 1 (minibatches)"),
             (self.log_every >= 1, "log_every", "an integer ≥ 1 (minibatches)"),
@@ -132,3 +145,33 @@ class ExperimentConfig:
         for ok, name, valid in checks:
             if not ok:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: expected {valid}.")
+        try:
+            self.build_method()
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"--method={self.method}: {error}") from None
+
+
+def from_flags(values: Mapping[str, Any], explicit: frozenset[str] | set[str] = frozenset()) -> ExperimentConfig:
+    """An `ExperimentConfig` from flat ``{flag: value}``: fields go to fields, method settings to
+    ``method_settings``. A setting the chosen method does not take is refused when ``explicit``
+    (given on the command line) and dropped otherwise (a preset's settings for another method)."""
+    from safjax import methods
+
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"method_settings"}
+    config_values = {k: v for k, v in values.items() if k in fields}
+    method = config_values.get("method", ExperimentConfig.method)
+    known = methods.all_settings()
+    unknown = sorted(set(values) - fields - set(known))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}: not a field of ExperimentConfig nor a setting "
+                         f"of any method ({', '.join(sorted(known))}).")
+    takes = methods.settings_of(method) if method in methods.METHODS else {}
+    settings = {}
+    for name in sorted(set(values) & set(known)):
+        if name in takes:
+            settings[name] = values[name]
+        elif name in explicit:
+            owners = ", ".join(known[name][1])
+            raise ValueError(f"--{name} is a setting of {owners}, not of --method={method} "
+                             f"(which takes {', '.join(takes) or 'none'}).")
+    return ExperimentConfig(**config_values, method_settings=settings)

@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 
 from safjax import network as network_lib
-from safjax import neurons as neurons_lib
 from safjax import ops
 
 Array = jax.Array
@@ -114,7 +113,7 @@ def block_step(
 
         layer = net.layers[index - 1]
         current = network_lib.layer_current(layer, layer_params[offset], signal_of, 1.0)
-        layer_state, s = neurons_lib.lif_step(layer.neuron, state[offset], current)
+        layer_state, s = layer.neuron.step(state[offset], current)
         new_state.append(layer_state)
         spikes[index] = s
     return tuple(new_state), tuple(spikes[i] for i in block.layers)

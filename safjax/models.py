@@ -6,16 +6,13 @@ import math
 
 from flax import nnx
 
-from safjax import nn
+from safjax import neurons, nn
 
 
-def neuron_module(neuron: str, leak: float, threshold: float) -> nn.LIF:
-    """``"lif"`` (leak λ) or ``"if"`` (λ = 1) neurons with threshold V_th."""
-    if neuron == "lif":
-        return nn.LIF(leak, threshold)
-    if neuron == "if":
-        return nn.IF(threshold)
-    raise ValueError(f"`neuron` must be 'lif' or 'if', got {neuron!r}.")
+def neuron_module(neuron: str, leak: float, threshold: float) -> nn.Neuron:
+    """A layer of the registered neuron model ``neuron`` (`safjax.neurons.NEURONS`) with leak λ
+    and threshold V_th."""
+    return nn.Neuron(neurons.make(neuron, leak, threshold))
 
 
 def scaled(channels: int, width: float) -> int:

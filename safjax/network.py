@@ -46,10 +46,11 @@ class SpikingLayer:
     """A layer of neurons whose input current is the sum of its paths' outputs."""
 
     paths: tuple[Path, ...]
-    neuron: neurons_lib.LIFConfig = dataclasses.field(default_factory=neurons_lib.LIFConfig)
+    neuron: neurons_lib.NeuronModel = dataclasses.field(default_factory=neurons_lib.lif)
 
     def __post_init__(self):
         object.__setattr__(self, "paths", tuple(self.paths))
+        neurons_lib.check_neuron(self.neuron)
 
 
 def _chain_shape(ops: Sequence, in_shape: Shape) -> Shape:

@@ -128,17 +128,26 @@ class Upsample(Operator):
         super().__init__(ops_lib.Upsample(factor))
 
 
-class LIF(nnx.Module):
-    """A layer of LIF neurons (docs/methods.md §1). Defaults: λ = 0.5 (τ = 2), V_th = 1, soft reset,
+class Neuron(nnx.Module):
+    """A layer of any neuron model of the protocol in `safjax.neurons.base` (docs/methods.md §1.2),
+    e.g. ``Neuron(safjax.neurons.lif(0.9))``; `LIF` and `IF` are the usual shorthands."""
+
+    def __init__(self, model: neurons_lib.NeuronModel):
+        neurons_lib.check_neuron(model)
+        self.config = model
+
+    def __call__(self, state, current: Array):
+        """One step: (state[t−1], I[t] [B, ...]) → (state[t], s[t])."""
+        return self.config.step(state, current)
+
+
+class LIF(Neuron):
+    """A layer of LIF neurons (docs/methods.md §1.2). Defaults: λ = 0.5 (τ = 2), V_th = 1, soft reset,
     sigmoid surrogate with α = 4."""
 
     def __init__(self, leak: float = 0.5, threshold: float = 1.0, reset: str = "soft",
                  detach_reset: bool = False, surrogate: surrogates_lib.Surrogate | None = None):
-        self.config = neurons_lib.lif(leak, threshold, reset, detach_reset, surrogate)
-
-    def __call__(self, state: neurons_lib.LIFState, current: Array):
-        """One step: (state[t−1], I[t]) → (state[t], s[t])."""
-        return neurons_lib.lif_step(self.config, state, current)
+        super().__init__(neurons_lib.lif(leak, threshold, reset, detach_reset, surrogate))
 
 
 class IF(LIF):
@@ -186,7 +195,7 @@ class Sequential(nnx.Module):
         extras: list[_ExtraPath] = []
         pending_feedback = []
         for module in modules:
-            if isinstance(module, LIF):
+            if isinstance(module, Neuron):
                 index = len(layers) + 1
                 paths = [network_lib.Path(index - 1, tuple(op.op for op in chain))]
                 locations += [("layers", index - 1, 0, p) for p in range(len(chain))]
@@ -210,7 +219,7 @@ class Sequential(nnx.Module):
             else:
                 raise ValueError(f"Sequential accepts safjax.nn modules only, got {module!r}.")
         if extras:
-            raise ValueError("Sequential: a Skip/Feedback must come before a neuron module (LIF/IF).")
+            raise ValueError("Sequential: a Skip/Feedback must come before a neuron module (Neuron, LIF, IF).")
         num_layers = len(layers)
         for index, j in pending_feedback:
             path = layers[index - 1].paths[j]
@@ -251,7 +260,7 @@ class Sequential(nnx.Module):
     def _walk_order(self):
         order, chain, extras = [], [], []
         for module in self.modules:
-            if isinstance(module, LIF):
+            if isinstance(module, Neuron):
                 order.extend(chain)
                 for extra in extras:
                     order.extend(extra.operators)

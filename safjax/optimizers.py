@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import jax.numpy as jnp
 import optax
-
-from safjax import config as config_lib
-
-
-def updates_per_minibatch(formula: str, time_steps: int, truncation: int | None) -> int:
-    """Evaluate a method's ``updates_per_minibatch`` ("1", "T" or "ceil(T/K)") for this run."""
-    window = config_lib.window_length(truncation, time_steps)
-    values = {"1": 1, "T": time_steps, "ceil(T/K)": math.ceil(time_steps / window)}
-    if formula not in values:
-        raise ValueError(f"unknown updates_per_minibatch formula {formula!r}; expected one of {list(values)}.")
-    return values[formula]
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float, schedule: str,

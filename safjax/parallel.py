@@ -22,7 +22,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from safjax import config as config_lib
-from safjax import methods
+from safjax import methods, training
 from safjax import network as network_lib
 
 DATA_AXIS = "data"
@@ -63,7 +63,7 @@ def pmean_gradients(axis_name: str = DATA_AXIS) -> optax.GradientTransformation:
 
 
 def make_parallel_train_step(
-    method: str,
+    method,
     net: network_lib.Network,
     optimizer: optax.GradientTransformation,
     mesh: jax.sharding.Mesh,
@@ -82,20 +82,21 @@ def make_parallel_train_step(
     `safjax.make_train_step`, networks the method cannot train are refused when the step is made
     and every call checks the params, inputs and labels first (``step.jitted`` checks nothing).
     """
-    method_ = methods.get_method(method)
-    method_.validate(net)  # e.g. MaxPool under SAF: refused now, not at the first call
-    train_step = method_.train_step
+    method = training.as_method(method)
+    method.validate(net)  # e.g. MaxPool under SAF: refused now, not at the first call
+    train_step = method.train_step
     replicated = NamedSharding(mesh, P())
     inputs_sharding, labels_sharding = batch_shardings(mesh)
     num_devices = mesh.devices.size
     averaged = optax.chain(pmean_gradients(DATA_AXIS), optimizer)
 
-    def local_step(params, opt_state, inputs, labels):
+    def local_step(params, opt_state, inputs, labels, key):
         if prepare_inputs is not None:
             inputs = prepare_inputs(inputs)
+        key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))  # each device its own draws
         params, (_, opt_state), metrics = train_step(
             net, params, (optax.EmptyState(), opt_state), inputs, labels,
-            optimizer=averaged, config=config,
+            optimizer=averaged, config=config, key=key,
         )
         metrics = metrics._replace(
             loss=jax.lax.pmean(metrics.loss, DATA_AXIS),
@@ -108,19 +109,17 @@ def make_parallel_train_step(
         inputs_sharding = labels_sharding  # batch-major: B is the leading axis
     mapped = jax.shard_map(
         local_step, mesh=mesh,
-        in_specs=(P(), P(), inputs_sharding.spec, P(DATA_AXIS)),
+        in_specs=(P(), P(), inputs_sharding.spec, P(DATA_AXIS), P()),
         out_specs=(P(), P(), metric_specs),
         # Zero-initialised scan carries start device-invariant and become per-device; the
         # replication of params and opt_state is guaranteed by the gradient pmean, and tested.
         check_vma=False,
     )
-    jitted = jax.jit(mapped, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding),
+    jitted = jax.jit(mapped, in_shardings=(replicated, replicated, inputs_sharding, labels_sharding, replicated),
                      donate_argnums=(0, 1) if donate else ())
 
-    def step(params, opt_state, inputs, labels):
-        from safjax import training
-
-        network_lib.check_params(training.expected_params(method, net, config), params)
+    def step(params, opt_state, inputs, labels, key=None):
+        network_lib.check_params(training.expected_params(method, net), params)
         if prepare_inputs is None:
             network_lib.check_inputs(net, inputs, labels)
         elif getattr(labels, "is_fully_addressable", True):
@@ -130,7 +129,7 @@ def make_parallel_train_step(
                 f"batch size {labels.shape[0]} is not divisible by the {num_devices} devices; "
                 f"use a multiple of {num_devices} or fewer devices (--num_devices)."
             )
-        return jitted(params, opt_state, inputs, labels)
+        return jitted(params, opt_state, inputs, labels, training.check_key(method, net, key))
 
     step.jitted = jitted
     step.inputs_sharding, step.labels_sharding = inputs_sharding, labels_sharding

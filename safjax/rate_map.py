@@ -17,6 +17,12 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
+# SAF-F's and SR's default global gradient-norm clip (docs/methods.md §4.5): spike representation's
+# gradient grows toward the input of deep nets (VGG-11 sWS: 30–300× OTTT's in the first layers), and
+# unclipped at the CIFAR preset's SGD 0.1 it saturates every layer within a few updates
+# (docs/results.md).
+SPIKE_REPRESENTATION_GRAD_CLIP = 0.3
+
 
 @jax.custom_jvp
 def band_clip(x: Array, upper: Array | float) -> Array:

@@ -17,7 +17,6 @@ Fields fall into three groups:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -46,8 +45,8 @@ def check_workdir(workdir: str) -> None:
 
 
 def record(config, devices: int) -> dict:
-    """What ``config.json`` holds: every `ExperimentConfig` field, plus the devices used."""
-    return {**dataclasses.asdict(config), "devices": devices}
+    """What ``config.json`` holds: every `ExperimentConfig` field and method setting, plus the devices used."""
+    return {**config.as_flags(), "devices": devices}
 
 
 def load(workdir: str) -> dict | None:

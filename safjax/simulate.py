@@ -10,16 +10,16 @@ import jax
 import jax.numpy as jnp
 
 from safjax import network as network_lib
-from safjax import neurons as neurons_lib
 
 Array = jax.Array
-NetworkState = tuple  # tuple[neurons.LIFState, ...], one per spiking layer, in layer order
+NetworkState = tuple  # one neuron state per spiking layer, in layer order (safjax.neurons.base)
 
 
 def init_network_state(net: network_lib.Network, batch_size: int, dtype=jnp.float32) -> NetworkState:
-    """u = 0, s = 0 for every layer."""
+    """Every layer's neuron state at t = 0 (u = 0, s = 0 for LIF)."""
     return tuple(
-        neurons_lib.init_lif_state((batch_size,) + shape, dtype) for shape in net.layer_shapes
+        layer.neuron.init_state((batch_size,) + shape, dtype)
+        for layer, shape in zip(net.layers, net.layer_shapes)
     )
 
 
@@ -48,9 +48,7 @@ def network_step(
             return spikes[source] if source < index else state[source - 1].s
 
         current = network_lib.layer_current(layer, layer_params, signal_of, 1.0)
-        layer_state, s = neurons_lib.lif_step(
-            layer.neuron, state[index - 1], current, stop_state_gradient
-        )
+        layer_state, s = layer.neuron.step(state[index - 1], current, stop_state_gradient)
         new_state.append(layer_state)
         spikes.append(s)
     output = network_lib.readout(net, params, spikes[-1], 1.0)

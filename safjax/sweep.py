@@ -87,11 +87,16 @@ class SweepOutcome(typing.NamedTuple):
 
 
 def _flag_types() -> dict[str, type]:
-    return {**typing.get_type_hints(ExperimentConfig), **TRAINER_ONLY_FLAGS}
+    from safjax import methods
+
+    fields = {k: v for k, v in typing.get_type_hints(ExperimentConfig).items() if k != "method_settings"}
+    settings = {name: setting.type for name, (setting, _) in methods.all_settings().items()}
+    return {**fields, **settings, **TRAINER_ONLY_FLAGS}
 
 
 def parse_value(key: str, text: str):
-    """``text`` as the type of trainer flag ``key`` (an `ExperimentConfig` field or ``config``);
+    """``text`` as the type of trainer flag ``key`` (an `ExperimentConfig` field, a method setting or
+    ``config``);
     ValueError naming both otherwise."""
     types = _flag_types()
     if key not in types:
@@ -116,7 +121,7 @@ def parse_value(key: str, text: str):
 def parse_grid(spec: str) -> dict[str, list[str]]:
     """``"method=saf_e,ottt_o;seed=0,1"`` → ``{"method": ["saf_e", "ottt_o"], "seed": ["0", "1"]}``.
 
-    Keys must be `ExperimentConfig` fields (not ``workdir``), each once; values must parse as the
+    Keys must be `ExperimentConfig` fields (not ``workdir``) or method settings, each once; values must parse as the
     field's type, each once per key (a ``/``, as in ``dataset=image_folder:/data/cifar10``, becomes
     ``_`` in the cell's directory name).
     """
@@ -182,11 +187,11 @@ def validate_cells(cells: Sequence[Cell], base: Mapping, resolve: Callable | Non
         from experiments import configs
 
         resolve = configs.resolve
-    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
     for cell in cells:
         settings = {**base, **{k: parse_value(k, v) for k, v in cell.settings}}
         try:
-            config = resolve(settings.get("config", ""), {k: v for k, v in settings.items() if k in fields})
+            config = resolve(settings.get("config", ""),
+                             {k: v for k, v in settings.items() if k not in TRAINER_ONLY_FLAGS})
             if config.num_devices < 0:
                 raise ValueError(f"--num_devices={config.num_devices} is invalid: expected 0 (all) or a count ≥ 1.")
             dataclasses.replace(config, num_devices=0).validate()

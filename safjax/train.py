@@ -21,7 +21,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from safjax import (datasets, encoding, input_pipeline, learning_monitor, methods, models, optimizers,
+from safjax import (datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
                     parallel, progress, run_config, run_outputs, simulate)
 from safjax import network as network_lib
 from safjax.checkpoints import Checkpointer
@@ -167,16 +167,15 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
         nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold,
         train_set.num_classes, train_set.input_shape, width=config.width,
     )
-    net, method, train_config = model.network, methods.get_method(config.method), config.train_config()
-    params = method.init_params(net, model.params(), train_config, jax.random.key(config.seed))
-    updates = optimizers.updates_per_minibatch(method.updates_per_minibatch, config.time_steps,
-                                               train_config.truncation)
+    net, method, train_config = model.network, config.build_method(), config.train_config()
+    params = method.init_params(net, model.params(), jax.random.key(config.seed))
+    updates = method.updates_per_minibatch(config.time_steps)
     optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
                                           config.schedule, config.epochs, updates * steps_per_epoch,
                                           config.gradient_clip)
     opt_state = optimizer.init(params)
     to_time_major = _time_major(train_set.temporal, config.time_steps)
-    step = parallel.make_parallel_train_step(config.method, net, optimizer, mesh, train_config,
+    step = parallel.make_parallel_train_step(method, net, optimizer, mesh, train_config,
                                              prepare_inputs=to_time_major, donate=True)
     evaluate = _make_evaluator(net, method.network_params, to_time_major, mesh)
     eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
@@ -205,6 +204,12 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
     outputs = RunOutputs(config.workdir, first_step) if config.workdir and jax.process_index() == 0 else None
     params, opt_state = parallel.replicate((params, opt_state), mesh)
     rows = input_pipeline.process_rows(config.batch_size, jax.process_index(), jax.process_count())
+    run_key = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 went to the method's init_params
+
+    def minibatch_key(global_step: int):
+        """Minibatch ``global_step``'s key: a function of the step alone, so a resumed run draws
+        exactly what an uninterrupted one does."""
+        return jax.device_put(jax.random.fold_in(run_key, global_step), NamedSharding(mesh, P()))
 
     def transfer(item):
         global_step, epoch, index, inputs, labels = item
@@ -218,7 +223,8 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
                                    augment=config.augment, rows=rows),
         size=2, transfer=transfer)
     clipping = f", gradients clipped to norm {config.gradient_clip:g}" if config.gradient_clip else ""
-    _log(f"{config.method} on {config.dataset} ({len(train_set)} train / {len(test_set)} test), "
+    settings = ", ".join(f"{k}={v!r}" for k, v in method.settings)
+    _log(f"{config.method}{f'({settings})' if settings else ''} on {config.dataset} ({len(train_set)} train / {len(test_set)} test), "
          f"model {config.model_name}, T={config.time_steps}, {config.epochs} epochs of "
          f"{steps_per_epoch} minibatches of {config.batch_size}, {num_devices} device(s){clipping}")
     if config.workdir:
@@ -250,7 +256,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
             tick = time.time()
             if compiled is None:
                 _log("compiling the training step …", end="")
-                compiled = step.jitted.lower(params, opt_state, inputs, labels).compile()
+                compiled = step.jitted.lower(params, opt_state, inputs, labels, minibatch_key(0)).compile()
                 memory = _memory_figures(compiled)
                 compile_time = time.time() - tick
                 _log(f" done in {compile_time:.1f} s")
@@ -258,7 +264,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
             if meter is None:
                 meter = progress.Progress(steps_per_epoch * config.batch_size, f"epoch {epoch + 1}/{config.epochs}",
                                           "examples", interval_s=30.0, enabled=lead, initial=index * config.batch_size)
-            params, opt_state, metrics = compiled(params, opt_state, inputs, labels)
+            params, opt_state, metrics = compiled(params, opt_state, inputs, labels, minibatch_key(global_step))
             loss = float(metrics.loss)
             if not math.isfinite(loss):
                 kept = ""
@@ -315,7 +321,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
             outputs.flush()
     totals = totals_so_far()
     results = {
-        **dataclasses.asdict(config),
+        **config.as_flags(),
         "model": config.model_name,
         "gradient_clip": config.gradient_clip,
         "num_devices": num_devices,

@@ -1,4 +1,5 @@
-"""One jitted training step for any registered method."""
+"""The jitted training step of any method: `make_train_step` (single device; `safjax.parallel`
+has the data-parallel one), and the checks both run before the compiled code."""
 
 from __future__ import annotations
 
@@ -9,50 +10,72 @@ import jax
 import optax
 
 from safjax import config as config_lib
-from safjax import network as network_lib
 from safjax import methods
+from safjax import network as network_lib
 
 
-@functools.cache  # net and config are frozen dataclasses: one eval_shape per (method, net, config)
-def expected_params(method: str, net: network_lib.Network,
-                    config: config_lib.TrainConfig = config_lib.TrainConfig()):
+def as_method(method: str | methods.Method) -> methods.Method:
+    """A `Method` from itself or from a registered name (built with its default settings)."""
+    return methods.get_method(method) if isinstance(method, str) else method
+
+
+@functools.cache  # the method is hashed by identity, the net is a frozen dataclass
+def expected_params(method: methods.Method, net: network_lib.Network):
     """Shapes (``jax.ShapeDtypeStruct``) of the params ``method`` trains on ``net``: the network's,
     plus whatever the method adds (TL-BPTT's auxiliary heads). Nothing is computed."""
-    method_ = methods.get_method(method)
 
     def init(key):
-        return method_.init_params(net, network_lib.init_params(net, key), config, key)
+        return method.init_params(net, network_lib.init_params(net, key), key)
 
     return jax.eval_shape(init, jax.random.key(0))
 
 
+def needs_key(method: methods.Method, net: network_lib.Network) -> bool:
+    """Whether a minibatch of ``method`` on ``net`` draws random numbers (the step then needs a key)."""
+    return method.needs_key
+
+
+def check_key(method: methods.Method, net: network_lib.Network, key):
+    """The key to pass to the method: ``key``, or a fixed one where nothing is random; refuses a
+    missing key where something is (reusing one key would repeat the same draw every minibatch)."""
+    if key is not None:
+        return key
+    if needs_key(method, net):
+        raise ValueError(
+            f"{method.name} on this network draws random numbers every minibatch: pass a fresh "
+            "`key` to each step, e.g. step(params, opt_state, inputs, labels, jax.random.fold_in(key, i)).")
+    return jax.random.key(0)
+
+
 def make_train_step(
-    method: str,
+    method: str | methods.Method,
     net: network_lib.Network,
     optimizer: optax.GradientTransformation,
     config: config_lib.TrainConfig = config_lib.TrainConfig(),
 ) -> Callable:
-    """``step(params, opt_state, inputs [T, B, ...], labels [B]) -> (params, opt_state, StepOutput)``.
+    """``step(params, opt_state, inputs [T, B, ...], labels [B], key=None) -> (params, opt_state,
+    StepOutput)``.
 
-    Compiled once per input shape; switching methods is changing the ``method`` string. What the
-    method cannot train (e.g. ``MaxPool`` under SAF / OTTT / SR) is refused here, when the step is
-    made; every call checks, before the compiled code runs, that the params match the network,
-    that the inputs are time-major and that the labels are class indices in [0, num_classes).
+    ``method`` is a `Method` (``safjax.methods.get_method("tbptt", truncation=4)``) or a registered
+    name (default settings). Compiled once per input shape. What the method cannot train (e.g.
+    ``MaxPool`` under SAF / OTTT / SR, an adaptive threshold under SAF) is refused here, when the
+    step is made; every call checks, before the compiled code runs, that the params match the
+    network, that the inputs are time-major and that the labels are class indices in
+    [0, num_classes). ``key`` is the minibatch's PRNG key, required where the method or the
+    network draws random numbers.
     """
-    method_ = methods.get_method(method)
-    method_.validate(net)
-    train_step = method_.train_step
+    method = as_method(method)
+    method.validate(net)
+    train_step = method.train_step
 
     @jax.jit
-    def jitted(params, opt_state, inputs, labels):
-        return train_step(
-            net, params, opt_state, inputs, labels, optimizer=optimizer, config=config
-        )
+    def jitted(params, opt_state, inputs, labels, key):
+        return train_step(net, params, opt_state, inputs, labels, optimizer=optimizer, config=config, key=key)
 
-    def step(params, opt_state, inputs, labels):
-        network_lib.check_params(expected_params(method, net, config), params)
+    def step(params, opt_state, inputs, labels, key=None):
+        network_lib.check_params(expected_params(method, net), params)
         network_lib.check_inputs(net, inputs, labels)
-        return jitted(params, opt_state, inputs, labels)
+        return jitted(params, opt_state, inputs, labels, check_key(method, net, key))
 
     step.jitted = jitted
     step._cache_size = jitted._cache_size

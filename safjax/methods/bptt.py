@@ -1,13 +1,14 @@
 """BPTT (docs/methods.md §2): unroll all T steps, loss Σ_t L[t], differentiate through time (reset path
 included unless ``detach_reset``). Memory grows linearly in T.
 
-``config.remat`` is the strong baseline: the time loop becomes a scan over chunks of c ≈ √T
+``remat=True`` is the strong baseline: the time loop becomes a scan over chunks of c ≈ √T
 steps, each chunk under `jax.checkpoint`, so the backward pass keeps one carry per chunk and
 recomputes one chunk at a time — memory O(T/c + c) instead of O(T), for one extra forward.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -54,10 +55,10 @@ def sequence_loss(net: network_lib.Network, config, num_steps: int, remat: bool 
     return loss_fn
 
 
-def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
+def loss_and_grads(net: network_lib.Network, params, inputs, labels, config, remat: bool = False):
     """((loss, (outputs Σ_t o[t] [B, C], per-layer firing rates)), grads)."""
     network_lib.check_inputs(net, inputs, labels)
-    loss_fn = sequence_loss(net, config, inputs.shape[0], config.remat)
+    loss_fn = sequence_loss(net, config, inputs.shape[0], remat)
     state = simulate.init_network_state(net, inputs.shape[1], inputs.dtype)
 
     def total(params):
@@ -68,3 +69,24 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
 
 
 train_step = base.one_update_train_step(loss_and_grads)
+
+
+def bptt(remat: bool = False) -> base.Method:
+    """Backpropagation through time (docs/methods.md §2): one update per minibatch, memory
+    growing with T.
+
+    Args:
+      remat: rematerialise chunks of ≈ √T steps in the backward pass (`jax.checkpoint`): memory
+        O(√T) for one extra forward, the strong baseline.
+    """
+    step = base.one_update_train_step(functools.partial(loss_and_grads, remat=remat))
+
+    def cost_model(net, num_steps, batch_size):
+        from safjax import costs
+
+        return None if remat else costs.tlbptt_costs(net, num_steps, None, None, batch_size)
+
+    return base.Method(
+        NAME, "backpropagation through time (docs/methods.md §2)", step, base.one_update,
+        cost_model=cost_model, settings=(("remat", remat),),
+    )

@@ -107,11 +107,12 @@ def step_gradients(
 
 
 def make_train_step(make_step_loss: Callable, init_state: Callable, name: str, update_every_step: bool):
-    """An online method's ``train_step(net, params, opt_state, inputs, labels, *, optimizer, config)``
+    """An online method's ``train_step(net, params, opt_state, inputs, labels, *, optimizer, config, key)``
     from ``make_step_loss(net, config, num_steps, name)`` and ``init_state(net, batch, dtype)``."""
 
-    def train_step(net, params, opt_state, inputs, labels, *, optimizer, config):
+    def train_step(net, params, opt_state, inputs, labels, *, optimizer, config, key=None):
         """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
+        del key
         network_lib.check_inputs(net, inputs, labels)
         step_loss = make_step_loss(net, config, inputs.shape[0], name)
         carry = init_state(net, inputs.shape[1], inputs.dtype)

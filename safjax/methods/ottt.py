@@ -36,8 +36,10 @@ class OTTTState(NamedTuple):
 
 
 def validate(net: network_lib.Network, method: str) -> float:
-    """OTTT needs one λ and linear operators; returns λ."""
+    """OTTT needs linear operators, neurons with a fixed threshold (the trace form) and one λ;
+    returns λ."""
     network_lib.require_linear_operators(net, method)
+    neurons_lib.require(net, neurons_lib.TRACES, method)
     return network_lib.uniform_leak(net, method)
 
 
@@ -77,9 +79,7 @@ def make_step_loss(
             current_value = network_lib.layer_current(layer, layer_params, spike_of, 1.0)
             current_trace = network_lib.layer_current(layer, layer_params, trace_of, c)
             current = _dual(current_value, current_trace)
-            neuron_state, s = neurons_lib.lif_step(
-                layer.neuron, state.neurons[index - 1], current, stop_state_gradient=True
-            )
+            neuron_state, s = layer.neuron.step(state.neurons[index - 1], current, stop_state_gradient=True)
             neurons.append(neuron_state)
             spikes.append(s)
             traces.append(leak * sg(state.traces[index]) + s)
@@ -92,3 +92,20 @@ def make_step_loss(
         return loss, (new_state, output, base.mean_rates(spikes[1:]))
 
     return step_loss
+
+
+def forward(net: network_lib.Network, params, inputs, labels, unroll: int | bool = 1):
+    """OTTT's forward alone (both evaluations of every operator): inputs [T, B, ...] → o [T, B, C]."""
+    step_loss = make_step_loss(net, config_lib.TrainConfig(), inputs.shape[0])
+
+    def body(state, x_t):
+        _, (state, output, _) = step_loss(params, state, x_t, labels)
+        return state, output
+
+    return jax.lax.scan(body, init_state(net, inputs.shape[1], inputs.dtype), inputs, unroll=unroll)[1]
+
+
+def step_forward(net: network_lib.Network, params, x_t, labels):
+    """One OTTT step from the initial state (synaptic-operation counting)."""
+    step_loss = make_step_loss(net, config_lib.TrainConfig(), 1)
+    return step_loss(params, init_state(net, x_t.shape[0], x_t.dtype), x_t, labels)

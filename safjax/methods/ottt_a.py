@@ -3,8 +3,19 @@ minibatch."""
 
 from __future__ import annotations
 
-from safjax.methods import online, ottt
+import functools
+
+from safjax.methods import base, online, ottt
 
 NAME = "ottt_a"
 
 train_step = online.make_train_step(ottt.make_step_loss, ottt.init_state, NAME, update_every_step=False)
+
+
+def ottt_a() -> base.Method:
+    """OTTT with the T steps' gradients summed into one update per minibatch (docs/methods.md §3.3)."""
+    return base.Method(
+        NAME, "OTTT, gradients summed over T (docs/methods.md §3)", train_step, base.one_update,
+        forward=ottt.forward, step_forward=ottt.step_forward,
+        validate=functools.partial(ottt.validate, method=NAME),
+    )

@@ -5,9 +5,20 @@ T updates per minibatch; step t + 1's forward uses the parameters updated at ste
 
 from __future__ import annotations
 
-from safjax.methods import online, ottt
+import functools
+
+from safjax.methods import base, online, ottt
 
 NAME = "ottt_o"
 
 train_step = online.make_train_step(ottt.make_step_loss, ottt.init_state, NAME, update_every_step=True)
 step_gradients = online.make_step_gradients(ottt.make_step_loss, ottt.init_state, NAME)
+
+
+def ottt_o() -> base.Method:
+    """OTTT with an optimizer update after every time step (docs/methods.md §3.3)."""
+    return base.Method(
+        NAME, "OTTT, update every step (docs/methods.md §3)", train_step, base.every_step,
+        forward=ottt.forward, step_forward=ottt.step_forward,
+        validate=functools.partial(ottt.validate, method=NAME),
+    )

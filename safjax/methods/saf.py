@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from safjax import network as network_lib
+from safjax import neurons as neurons_lib
 from safjax import rate_map
 from safjax import simulate
 
@@ -38,14 +39,10 @@ class SAFState(NamedTuple):
 
 
 def validate(net: network_lib.Network, method: str) -> float:
-    """SAF needs one λ, linear operators and the soft reset; returns λ."""
+    """SAF needs linear operators, neurons with the accumulation identity (fixed threshold, soft
+    reset) and one λ; returns λ."""
     network_lib.require_linear_operators(net, method)
-    hard = [i for i, layer in enumerate(net.layers, 1) if layer.neuron.reset != "soft"]
-    if hard:
-        raise ValueError(
-            f"{method} needs the soft (subtractive) reset — the accumulation identity does not "
-            f"hold for a hard reset — but layers {hard} use reset='hard'; set reset='soft'."
-        )
+    neurons_lib.require(net, neurons_lib.ACCUMULATION, method)
     return network_lib.uniform_leak(net, method)
 
 
@@ -86,3 +83,17 @@ def saf_step(
     output = potential_out - leak * sg(state.readout)
     new_state = SAFState(tuple(sg(a) for a in traces), sg(potential_out), c)
     return new_state, (output, potential_out, tuple(spikes))
+
+
+def forward(net: network_lib.Network, params, inputs, labels, unroll: int | bool = 1):
+    """SAF's forward alone: inputs [T, B, ...] → o [T, B, C] (one evaluation per operator)."""
+    del labels
+    leak = validate(net, "saf")
+    body = lambda state, x_t: saf_step(net, leak, params, state, x_t)  # noqa: E731
+    return jax.lax.scan(body, init_state(net, inputs.shape[1], inputs.dtype), inputs, unroll=unroll)[1][0]
+
+
+def step_forward(net: network_lib.Network, params, x_t, labels):
+    """One SAF step from the initial state (synaptic-operation counting)."""
+    del labels
+    return saf_step(net, validate(net, "saf"), params, init_state(net, x_t.shape[0], x_t.dtype), x_t)

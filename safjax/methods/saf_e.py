@@ -5,6 +5,8 @@ Per step its gradient equals OTTT's (Theorem 1) with one synaptic evaluation ins
 
 from __future__ import annotations
 
+import functools
+
 from safjax import config as config_lib
 from safjax import losses
 from safjax import network as network_lib
@@ -29,3 +31,13 @@ def make_step_loss(
 
 train_step = online.make_train_step(make_step_loss, saf.init_state, NAME, update_every_step=True)
 step_gradients = online.make_step_gradients(make_step_loss, saf.init_state, NAME)
+
+
+def saf_e() -> base.Method:
+    """SAF-E: an update after every step, OTTT_O's gradient at half its synaptic operations
+    (docs/methods.md §4.3)."""
+    return base.Method(
+        NAME, "SAF, update every step (docs/methods.md §4)", train_step, base.every_step,
+        forward=saf.forward, step_forward=saf.step_forward,
+        validate=functools.partial(saf.validate, method=NAME),
+    )

@@ -7,10 +7,12 @@ pseudo-derivative convention described in `safjax.methods.saf`.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
-from safjax import losses
+from safjax import losses, rate_map
 from safjax import network as network_lib
 from safjax.methods import base, saf
 
@@ -49,3 +51,13 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
 
 
 train_step = base.one_update_train_step(loss_and_grads)
+
+
+def saf_f() -> base.Method:
+    """SAF-F: one update at the final step, spike representation's gradient (docs/methods.md §4.4);
+    clipped to global norm `rate_map.SPIKE_REPRESENTATION_GRAD_CLIP` by default (§4.5)."""
+    return base.Method(
+        NAME, "SAF, update at the final step (docs/methods.md §4)", train_step, base.one_update,
+        forward=saf.forward, step_forward=saf.step_forward, grad_clip=rate_map.SPIKE_REPRESENTATION_GRAD_CLIP,
+        validate=functools.partial(saf.validate, method=NAME),
+    )

@@ -10,6 +10,8 @@ A feedback path contributes the constant rate â^k[T−1]/c_T of its source (as 
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple
 
 import jax
@@ -81,3 +83,12 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):
 
 
 train_step = base.one_update_train_step(loss_and_grads)
+
+
+def spike_rep() -> base.Method:
+    """Spike representation (docs/methods.md §6); clipped to global norm
+    `rate_map.SPIKE_REPRESENTATION_GRAD_CLIP` by default (§4.5)."""
+    return base.Method(
+        NAME, "spike representation, SR (docs/methods.md §6)", train_step, base.one_update,
+        grad_clip=rate_map.SPIKE_REPRESENTATION_GRAD_CLIP, validate=functools.partial(saf.validate, method=NAME),
+    )

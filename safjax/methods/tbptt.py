@@ -4,7 +4,7 @@ Truncation K: split T into ⌈T/K⌉ windows; in each window unroll K steps from
 take the gradient of that window's loss, then update (``window_mode="update"``, default) or
 accumulate for one update at the end; the state carried into the next window is detached.
 
-Local blocks (``config.block_size = B``): the spiking layers are partitioned into blocks of B
+Local blocks (``block_size = B``): the spiking layers are partitioned into blocks of B
 layers (`safjax.local_blocks`); each block's input is the detached spikes of the others and each
 block is trained by its own loss only. With K_w the window's length (K, or the remainder):
 
@@ -27,7 +27,9 @@ Params: without ``block_size`` the network's params; with it
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +41,43 @@ from safjax import simulate
 from safjax.methods import base, bptt
 
 NAME = "tbptt"
+WINDOW_MODES = ("update", "accumulate")
 
 
-def init_params(net: network_lib.Network, network_params, config, key):
+@dataclasses.dataclass(frozen=True)
+class TBPTTConfig(config_lib.TrainConfig):
+    """`TrainConfig` plus TBPTT's own settings (what the functions of this file read).
+
+    Attributes:
+      truncation: window length K (None → K = T, which is BPTT).
+      window_mode: ``"update"`` after each window or ``"accumulate"`` over windows.
+      block_size: local blocks of B spiking layers, each but the last ending in an auxiliary
+        classifier trained by its own loss (None → one block, global training; B ≥ the number of
+        layers is also one block).
+      remat: rematerialise √K-step chunks of each window in the backward pass.
+    """
+
+    truncation: int | None = None
+    window_mode: str = "update"
+    block_size: int | None = None
+    remat: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("truncation", "block_size"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ValueError(f"`{name}` must be None or an int ≥ 1, got {value!r}.")
+        if self.window_mode not in WINDOW_MODES:
+            raise ValueError(f"`window_mode` must be one of {WINDOW_MODES}, got {self.window_mode!r}.")
+
+
+def window_length(truncation: int | None, num_steps: int) -> int:
+    """The window K for ``num_steps`` = T: ``truncation`` clamped to T, None meaning K = T."""
+    return min(truncation or num_steps, num_steps)
+
+
+def init_params(net: network_lib.Network, network_params, config: TBPTTConfig, key):
     """The params `train_step` trains: the network's, plus one auxiliary head per block but the
     last when ``config.block_size`` is set."""
     if config.block_size is None:
@@ -251,12 +287,14 @@ def _scan_windows(window_grads, state, params, opt_state, grad_sum, windows, lab
     return params, opt_state, state, grad_sum, totals
 
 
-def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, optimizer, config):
+def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, optimizer,
+               config: TBPTTConfig, key=None):
     """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
+    del key
     network_lib.check_inputs(net, inputs, labels)
     _check_params(net, params, config)
     num_steps = inputs.shape[0]
-    window = config_lib.window_length(config.truncation, num_steps)
+    window = window_length(config.truncation, num_steps)
     window_grads = window_gradients(net, config, num_steps)
 
     accumulate = config.window_mode == "accumulate"
@@ -277,3 +315,46 @@ def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, o
         params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
     loss, outputs, rates = functools.reduce(base.tree_add, totals)
     return params, opt_state, base.StepOutput(loss, outputs, base.finish_rates(rates, num_steps))
+
+
+def tbptt(truncation: int = 0, block_size: int = 0, window_mode: str = "update", remat: bool = False) -> base.Method:
+    """Temporally-truncated local BPTT (docs/methods.md §7); the defaults are BPTT.
+
+    Args:
+      truncation: window length K (0 = K = T, which is BPTT).
+      block_size: spiking layers per local block, each but the last trained by its own auxiliary
+        classifier (0 = one block, global training).
+      window_mode: 'update' after every window or 'accumulate' the windows' gradients into one update.
+      remat: rematerialise √K-step chunks of each window in the backward pass (jax.checkpoint).
+    """
+    settings = dict(truncation=truncation or None, block_size=block_size or None, window_mode=window_mode,
+                    remat=remat)
+    TBPTTConfig(**settings)  # refuses bad settings now, in one line
+
+    def with_settings(config: config_lib.TrainConfig) -> TBPTTConfig:
+        return TBPTTConfig(mse_weight=config.mse_weight, unroll=config.unroll, **settings)
+
+    def step(net, params, opt_state, inputs, labels, *, optimizer, config, key=None):
+        return train_step(net, params, opt_state, inputs, labels, optimizer=optimizer,
+                          config=with_settings(config), key=key)
+
+    def updates(num_steps: int) -> int:
+        if window_mode == "accumulate":
+            return 1
+        return math.ceil(num_steps / window_length(settings["truncation"], num_steps))
+
+    def cost_model(net, num_steps, batch_size):
+        from safjax import costs
+
+        if remat:
+            return None
+        return costs.tlbptt_costs(net, num_steps, settings["truncation"], settings["block_size"], batch_size,
+                                  window_mode=window_mode)
+
+    return base.Method(
+        NAME, "temporally-truncated (local) BPTT, optional blocks of B layers (docs/methods.md §7)", step,
+        updates, init_params=lambda net, p, key: init_params(net, p, with_settings(config_lib.TrainConfig()), key),
+        network_params=network_params, cost_model=cost_model,
+        settings=(("truncation", truncation), ("block_size", block_size), ("window_mode", window_mode),
+                  ("remat", remat)),
+    )

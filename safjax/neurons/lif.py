@@ -1,4 +1,4 @@
-"""LIF and IF neurons as pure step functions over explicit state (docs/methods.md §1).
+"""LIF and IF neurons as pure step functions over explicit state (docs/methods.md §1.2).
 
 Soft (subtractive) reset, the default, with u[0] = 0 and s[0] = 0:
 
@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from safjax import surrogates as surrogates_lib
+from safjax.neurons import base
 
 Array = jax.Array
 
@@ -62,6 +63,24 @@ class LIFConfig:
             )
         object.__setattr__(self, "leak", float(leak))
         object.__setattr__(self, "threshold", float(threshold))
+
+    # The neuron protocol (safjax.neurons.base).
+    @property
+    def capabilities(self) -> frozenset:
+        """Traces always (fixed V_th, one λ); the accumulation identity with the soft reset only."""
+        if self.reset == "soft":
+            return frozenset({base.TRACES, base.ACCUMULATION})
+        return frozenset({base.TRACES})
+
+    def init_state(self, shape: tuple[int, ...], dtype=jnp.float32) -> "LIFState":
+        return init_lif_state(shape, dtype)
+
+    def step(self, state: "LIFState", current: Array, stop_state_gradient: bool = False):
+        return lif_step(self, state, current, stop_state_gradient)
+
+    def describe(self) -> str:
+        kind = "IF" if self.leak == 1.0 else "LIF"
+        return f"{kind}(reset={self.reset!r})"
 
 
 def lif(
