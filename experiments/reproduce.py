@@ -21,7 +21,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "The CIFAR-10 image folder root (train/<class>/, test/<class>/).", required=True)
 flags.DEFINE_string("workdir", None, "Where the runs and results.md go.", required=True)
 flags.DEFINE_integer("epochs", 5, "Epochs per method (the cosine schedule spans them).")
-flags.DEFINE_string("methods", "", "Comma-separated methods ('' = all registered methods).")
+flags.DEFINE_string("methods", "", "Comma-separated method specs, name or name:setting=value[:…] ('' = every "
+                    "registered method; tbptt with truncation=2, block_size=4).")
 flags.DEFINE_integer("parallel", 1, "Methods run at once (with > 1 GPUs: one GPU each).")
 
 

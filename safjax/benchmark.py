@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 
 from safjax import config as config_lib
-from safjax import costs, methods, models, ops
+from safjax import costs, methods, models, ops, training
 from safjax import network as network_lib
 
 DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
@@ -30,24 +30,8 @@ DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
-    """A benchmarked variant: ``"name"`` or ``"name:setting=value[:setting=value…]"`` (e.g.
-    ``"bptt:remat=true"``) → (method name, settings), the values parsed as the setting's type."""
-    name, *assignments = spec.split(":")
-    known = methods.settings_of(name)
-    settings = {}
-    for assignment in assignments:
-        key, equals, text = assignment.partition("=")
-        if not equals or key not in known:
-            raise ValueError(f"method spec {spec!r}: {assignment!r} is not setting=value for a setting of {name} "
-                             f"({', '.join(known) or 'none'}).")
-        kind = known[key].type
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"method spec {spec!r}: {key} must be true or false, got {text!r}.")
-            settings[key] = text.lower() in ("true", "1")
-        else:
-            settings[key] = kind(text)
-    return name, settings
+    """A benchmarked variant, a method spec (`safjax.methods.parse_spec`: ``"bptt:remat=true"``)."""
+    return methods.parse_spec(spec)
 
 
 def synaptic_ops_per_step(method: methods.Method, net, params, x_t, labels) -> float:
@@ -131,8 +115,12 @@ def measure(
 
             def make_step(unroll, method=method):
                 step_config = dataclasses.replace(config, unroll=unroll)
-                return lambda p, s, x, y, k: method.train_step(net, p, s, x, y, optimizer=optimizer,
-                                                               config=step_config, key=k)
+                def step(p, s, x, y, k):
+                    bound, method_key = training.bind_minibatch(net, k)
+                    return method.train_step(bound, p, s, x, y, optimizer=optimizer, config=step_config,
+                                             key=method_key)
+
+                return step
 
             start = time.perf_counter()
             executable = jax.jit(make_step(unroll)).lower(method_params, opt_state, inputs, labels, key).compile()

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from safjax import dropout as dropout_lib
 from safjax import network as network_lib
 from safjax import neurons as neurons_lib
 from safjax import ops as ops_lib
@@ -121,6 +122,14 @@ class Flatten(Operator):
 class Scale(Operator):
     def __init__(self, factor: float):
         super().__init__(ops_lib.Scale(float(factor)))
+
+
+class Dropout(Operator):
+    """Neuron dropout on the spikes this path reads, one mask per minibatch held over T
+    (docs/methods.md §1.7); the identity at evaluation."""
+
+    def __init__(self, rate: float = 0.1):
+        super().__init__(dropout_lib.Dropout(rate))
 
 
 class Upsample(Operator):

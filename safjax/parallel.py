@@ -93,10 +93,10 @@ def make_parallel_train_step(
     def local_step(params, opt_state, inputs, labels, key):
         if prepare_inputs is not None:
             inputs = prepare_inputs(inputs)
-        key = jax.random.fold_in(key, jax.lax.axis_index(DATA_AXIS))  # each device its own draws
+        bound, method_key = training.bind_minibatch(net, key, jax.lax.axis_index(DATA_AXIS))
         params, (_, opt_state), metrics = train_step(
-            net, params, (optax.EmptyState(), opt_state), inputs, labels,
-            optimizer=averaged, config=config, key=key,
+            bound, params, (optax.EmptyState(), opt_state), inputs, labels,
+            optimizer=averaged, config=config, key=method_key,
         )
         metrics = metrics._replace(
             loss=jax.lax.pmean(metrics.loss, DATA_AXIS),

@@ -20,13 +20,23 @@ PRESET = "image_folder_vgg11"
 RESULTS_FILE = "results.md"
 
 
+# The settings a method trains with here when the list names it alone; the others use their defaults.
+DEFAULT_SPECS = {"tbptt": "tbptt:truncation=2:block_size=4"}  # windows of 2 steps, two local blocks of VGG-11
+
+
 def method_list(text: str) -> list[str]:
-    """``"saf_e,saf_f"`` → names, validated; ``""`` → every registered method."""
-    names = [name for name in text.split(",") if name] or list(methods.METHODS)
-    unknown = [name for name in names if name not in methods.METHODS]
+    """``"saf_e,tbptt:truncation=3"`` → method specs (`safjax.methods.parse_spec`), validated;
+    ``""`` → every registered method, with `DEFAULT_SPECS`."""
+    specs = [name for name in text.split(",") if name] or [DEFAULT_SPECS.get(m, m) for m in methods.METHODS]
+    unknown = [spec for spec in specs if spec.split(":")[0] not in methods.METHODS]
     if unknown:
         raise ValueError(f"--methods: unknown {', '.join(unknown)}; valid: {', '.join(methods.METHODS)}.")
-    return names
+    for spec in specs:
+        try:
+            methods.parse_spec(spec)
+        except ValueError as error:
+            raise ValueError(f"--methods: {error}") from None
+    return specs
 
 
 def reproduce(data: str, workdir: str, epochs: int, method_names: Sequence[str],
@@ -62,7 +72,7 @@ def results_table(workdir: str, method_names: Sequence[str], command: str) -> st
              "| method | test accuracy | final train loss | s / epoch | examples / s | peak memory MiB | epochs | device | warnings |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name in method_names:
-        found = run_outputs.read_results(os.path.join(workdir, f"method={name}"))
+        found = run_outputs.read_results(os.path.join(workdir, sweep.Cell((("method", name),)).name))
         if found is None:
             lines.append(f"| {name} | not run | | | | | | | |")
             continue

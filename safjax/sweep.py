@@ -70,7 +70,20 @@ class Cell:
 
     @property
     def flags(self) -> list[str]:
-        return [f"--{key}={value}" for key, value in self.settings]
+        return [f"--{key}={value}" for key, value in self.expanded()]
+
+    def expanded(self) -> list[tuple[str, str]]:
+        """The settings with a method spec (``method=tbptt:truncation=2``) split into ``method``
+        and one pair per method setting."""
+        pairs = []
+        for key, value in self.settings:
+            if key == "method" and ":" in value:
+                name, _, rest = value.partition(":")
+                pairs.append(("method", name))
+                pairs += [tuple(assignment.split("=", 1)) for assignment in rest.split(":")]
+            else:
+                pairs.append((key, value))
+        return pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +134,9 @@ def parse_value(key: str, text: str):
 def parse_grid(spec: str) -> dict[str, list[str]]:
     """``"method=saf_e,ottt_o;seed=0,1"`` → ``{"method": ["saf_e", "ottt_o"], "seed": ["0", "1"]}``.
 
-    Keys must be `ExperimentConfig` fields (not ``workdir``) or method settings, each once; values must parse as the
+    Keys must be `ExperimentConfig` fields (not ``workdir``) or method settings, each once; a
+    ``method`` value may be a spec with settings (``method=saf_e,tbptt:truncation=2:block_size=4``,
+    `safjax.methods.parse_spec`), which become that cell's flags; values must parse as the
     field's type, each once per key (a ``/``, as in ``dataset=image_folder:/data/cifar10``, becomes
     ``_`` in the cell's directory name).
     """
@@ -141,6 +156,10 @@ def parse_grid(spec: str) -> dict[str, list[str]]:
                 raise ValueError(f"--grid: {key} has an empty value in {values_text!r}.")
             try:
                 parse_value(key, value)
+                if key == "method" and ":" in value:
+                    from safjax import methods
+
+                    methods.parse_spec(value)
             except ValueError as error:
                 raise ValueError(f"--grid: {error}") from None
         if len(set(values)) < len(values):
@@ -188,8 +207,8 @@ def validate_cells(cells: Sequence[Cell], base: Mapping, resolve: Callable | Non
 
         resolve = configs.resolve
     for cell in cells:
-        settings = {**base, **{k: parse_value(k, v) for k, v in cell.settings}}
         try:
+            settings = {**base, **{k: parse_value(k, v) for k, v in cell.expanded()}}
             config = resolve(settings.get("config", ""),
                              {k: v for k, v in settings.items() if k not in TRAINER_ONLY_FLAGS})
             if config.num_devices < 0:
@@ -246,7 +265,7 @@ def run_subprocess(command: list[str], env: Mapping[str, str], log_path: str) ->
 def _stale(results: Mapping, base: Mapping, cell: Cell) -> list[str]:
     """How ``results`` disagree with the flags given explicitly (defaults and presets are not
     checked: results.json does not say which values came from where)."""
-    expected = {**base, **{k: parse_value(k, v) for k, v in cell.settings}}
+    expected = {**base, **{k: parse_value(k, v) for k, v in cell.expanded()}}
     return [f"{k} {results[k]!r} ≠ {v!r}" for k, v in expected.items()
             if k not in _NOT_COMPARED and k in results and results[k] != v]
 

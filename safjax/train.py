@@ -165,7 +165,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
     total_steps = config.epochs * steps_per_epoch
     model = models.MODELS[config.model_name](
         nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold,
-        train_set.num_classes, train_set.input_shape, width=config.width,
+        train_set.num_classes, train_set.input_shape, width=config.width, dropout=config.dropout,
     )
     net, method, train_config = model.network, config.build_method(), config.train_config()
     params = method.init_params(net, model.params(), jax.random.key(config.seed))

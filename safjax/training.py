@@ -10,7 +10,7 @@ import jax
 import optax
 
 from safjax import config as config_lib
-from safjax import methods
+from safjax import dropout, methods
 from safjax import network as network_lib
 
 
@@ -31,8 +31,20 @@ def expected_params(method: methods.Method, net: network_lib.Network):
 
 
 def needs_key(method: methods.Method, net: network_lib.Network) -> bool:
-    """Whether a minibatch of ``method`` on ``net`` draws random numbers (the step then needs a key)."""
-    return method.needs_key
+    """Whether a minibatch of ``method`` on ``net`` draws random numbers (the step then needs a key):
+    the method's own (SLTT-K's steps) or the network's (dropout masks)."""
+    return method.needs_key or dropout.has_dropout(net)
+
+
+def bind_minibatch(net: network_lib.Network, key, shard=None) -> tuple[network_lib.Network, jax.Array]:
+    """Inside a traced step: (``net`` with its dropout masks drawn from ``key``, the method's key).
+
+    ``shard`` (the device's index under data parallelism) gives each device's examples their own
+    masks, while the method's key — e.g. SLTT-K's choice of steps — stays one per global minibatch."""
+    dropout_key, method_key = jax.random.split(key)
+    if shard is not None:
+        dropout_key = jax.random.fold_in(dropout_key, shard)
+    return dropout.bind(net, dropout_key), method_key
 
 
 def check_key(method: methods.Method, net: network_lib.Network, key):
@@ -70,7 +82,9 @@ def make_train_step(
 
     @jax.jit
     def jitted(params, opt_state, inputs, labels, key):
-        return train_step(net, params, opt_state, inputs, labels, optimizer=optimizer, config=config, key=key)
+        bound, method_key = bind_minibatch(net, key)
+        return train_step(bound, params, opt_state, inputs, labels, optimizer=optimizer, config=config,
+                          key=method_key)
 
     def step(params, opt_state, inputs, labels, key=None):
         network_lib.check_params(expected_params(method, net), params)

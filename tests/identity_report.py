@@ -54,7 +54,7 @@ def main():
         (_, _), g_sr = spike_rep.loss_and_grads(net, params, inputs, labels, config)
         record("4. ∇SAF-F vs ∇SR (constant 1)", helpers.max_abs_difference(g_f, g_sr))
         momentum = optax.sgd(0.5, momentum=0.9)
-        full = safjax.TrainConfig(truncation=4)
+        full = tbptt.TBPTTConfig(truncation=4)
         p_t, _, _ = tbptt.train_step(net, params, momentum.init(params), inputs, labels, optimizer=momentum, config=full)
         p_b, _, _ = bptt.train_step(net, params, momentum.init(params), inputs, labels, optimizer=momentum, config=full)
         record("5. TBPTT (K = T) vs BPTT, params after one step", helpers.max_abs_difference(p_t, p_b))

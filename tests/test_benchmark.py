@@ -9,7 +9,7 @@ from safjax import benchmark, ops
 @pytest.fixture(scope="module")
 def records():
     net, params = benchmark.build("digits_mlp", "digits")
-    return benchmark.measure(["saf_e", "ottt_o", "bptt", "bptt_remat"], net, params, [3], 32,
+    return benchmark.measure(["saf_e", "ottt_o", "bptt", "bptt:remat=true"], net, params, [3], 32,
                              repeats=1, log=lambda _: None)
 
 
@@ -27,7 +27,7 @@ def test_saf_halves_ottt_forward_synaptic_work(records):
     assert by_name["saf_e"]["synaptic_ops_per_step"] == 1.0
     assert by_name["ottt_o"]["synaptic_ops_per_step"] == 2.0
     assert by_name["saf_e"]["forward_flops"] == 0.5 * by_name["ottt_o"]["forward_flops"]
-    assert by_name["bptt_remat"]["flops"] > by_name["bptt"]["flops"]  # recomputation costs FLOPs
+    assert by_name["bptt:remat=true"]["flops"] > by_name["bptt"]["flops"]  # recomputation costs FLOPs
     # MLP 64 → 256 → 10, batch 32, T = 3: forward = 3 steps × 2·32·(64·256 + 256·10) FLOPs.
     assert by_name["bptt"]["forward_flops"] == 3 * 2 * 32 * (64 * 256 + 256 * 10)
 
@@ -59,10 +59,18 @@ def test_tlbptt_records_carry_costs_and_ratios_to_bptt():
     params, _, _ = reference_nets.params_and_data(net, 4)
     params = jax.tree_util.tree_map(lambda p: p.astype("float32"), params)  # the benchmark's dtype
     rows = benchmark.measure(["bptt", "tbptt"], net, params, [4], 8, repeats=1, log=lambda _: None,
-                             truncation=2, block_size=1)
+                             settings={"truncation": 2, "block_size": 1}, baseline="bptt")
     bptt, tbptt = rows
     assert (tbptt["truncation"], tbptt["block_size"]) == (2, 1)
-    assert (bptt["truncation"], bptt["block_size"]) == (None, None)  # the options reach tbptt only
+    assert "truncation" not in bptt and bptt["remat"] is False  # the settings reach tbptt only
     assert bptt["temp_bytes_vs_bptt"] == 1.0 and bptt["analytic_macs_vs_bptt"] == 1.0
     assert tbptt["temp_bytes_vs_bptt"] == tbptt["temp_bytes"] / bptt["temp_bytes"]
     assert tbptt["analytic_activation_bytes_vs_bptt"] < 1.0  # one window of one block stored
+
+
+def test_method_specs_parse_settings_and_refuse_unknown_ones():
+    assert benchmark.parse_variant("bptt:remat=true") == ("bptt", {"remat": True})
+    assert benchmark.parse_variant("tbptt:truncation=2:window_mode=accumulate") == (
+        "tbptt", {"truncation": 2, "window_mode": "accumulate"})
+    with pytest.raises(ValueError, match="not setting=value for a setting of saf_e"):
+        benchmark.parse_variant("saf_e:remat=true")

@@ -87,3 +87,26 @@ def test_relative_links_point_to_existing_files(document):
         if not (path.parent / file_part).exists():
             missing.append(target)
     assert not missing, f"{document} links to missing files: {missing}"
+
+
+def _python_blocks(document: str) -> list[str]:
+    text = (ROOT / document).read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def test_the_extension_guide_runs():
+    """docs/extending.md's examples — a method, a neuron, a data set — run in order in one
+    namespace; their asserts are the guide's claims."""
+    from safjax import datasets, methods, neurons
+
+    blocks = _python_blocks("docs/extending.md")
+    assert len(blocks) == 3
+    saved = (dict(methods.METHODS), dict(neurons.NEURONS), dict(datasets.LOADERS))
+    try:
+        namespace: dict = {}
+        for block in blocks:
+            exec(compile(block, "docs/extending.md", "exec"), namespace)
+    finally:  # the registrations are the examples', not the suite's
+        for registry, before in zip((methods.METHODS, neurons.NEURONS, datasets.LOADERS), saved):
+            registry.clear()
+            registry.update(before)

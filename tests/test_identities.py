@@ -127,7 +127,7 @@ def test_tbptt_with_full_window_equals_bptt(architecture, window_mode):
     """§5.5: truncated BPTT with K = T is BPTT (same update, same loss)."""
     net, params, inputs, labels = _setup(architecture, 0.9, 1.0)
     optimizer = optax.sgd(0.5, momentum=0.9)
-    config = safjax.TrainConfig(truncation=NUM_STEPS, window_mode=window_mode)
+    config = tbptt.TBPTTConfig(truncation=NUM_STEPS, window_mode=window_mode)
     p_t, _, m_t = _one_step(tbptt.train_step, net, params, inputs, labels, optimizer, config)
     p_b, _, m_b = _one_step(bptt.train_step, net, params, inputs, labels, optimizer, config)
     assert helpers.max_abs_difference(params, p_b) > 1e-4

@@ -143,11 +143,10 @@ def test_optimizer_updates_per_minibatch(name, config_kwargs, expected):
     net = reference_nets.build("mlp", 0.5, 1.0)
     params, inputs, labels = reference_nets.params_and_data(net, COUNT_STEPS)
     optimizer = _counting(optax.sgd(0.1))
-    config = safjax.TrainConfig(**config_kwargs)
-    train_step = safjax.METHODS[name].train_step
+    train_step = safjax.get_method(name, **config_kwargs).train_step
     _, opt_state, _ = jax.jit(
         lambda p: train_step(
-            net, p, optimizer.init(p), inputs, labels, optimizer=optimizer, config=config
+            net, p, optimizer.init(p), inputs, labels, optimizer=optimizer, config=safjax.TrainConfig()
         )
     )(params)
     assert int(opt_state.count) == expected

@@ -16,10 +16,39 @@ import reference_nets
 METHOD_NAMES = list(safjax.METHODS)
 
 
-def test_registry_holds_the_seven_methods():
-    assert set(METHOD_NAMES) == {"bptt", "tbptt", "ottt_a", "ottt_o", "saf_e", "saf_f", "spike_rep"}
+def test_registry_holds_the_methods():
+    assert set(METHOD_NAMES) == {"bptt", "tbptt", "ottt_a", "ottt_o", "saf_e", "saf_f", "spike_rep", "sltt", "sltt_k"}
     with pytest.raises(ValueError, match="valid methods: bptt, tbptt"):
         safjax.get_method("sgd")
+
+
+def test_settings_come_from_the_factories_and_are_checked():
+    assert list(safjax.methods.settings_of("tbptt")) == ["truncation", "block_size", "window_mode", "remat"]
+    setting = safjax.methods.settings_of("tbptt")["truncation"]
+    assert (setting.default, setting.type) == (0, int) and "window length K" in setting.help
+    assert safjax.methods.settings_of("saf_e") == {}
+    assert dict(safjax.get_method("tbptt", truncation=3).settings)["truncation"] == 3
+    with pytest.raises(ValueError, match="method 'saf_e' has no setting truncation; it takes no settings"):
+        safjax.get_method("saf_e", truncation=2)
+    with pytest.raises(ValueError, match="`window_mode` must be one of"):
+        safjax.get_method("tbptt", window_mode="sum")
+    owners = safjax.methods.all_settings()["remat"][1]
+    assert {"bptt", "tbptt"} <= set(owners)
+
+
+@pytest.mark.parametrize("name,time_steps,updates", [
+    ("bptt", 6, 1), ("saf_e", 6, 6), ("ottt_o", 5, 5), ("ottt_a", 6, 1), ("saf_f", 6, 1), ("spike_rep", 6, 1),
+])
+def test_updates_per_minibatch(name, time_steps, updates):
+    assert safjax.get_method(name).updates_per_minibatch(time_steps) == updates
+
+
+@pytest.mark.parametrize("settings,time_steps,updates", [
+    ({}, 6, 1), ({"truncation": 2}, 6, 3), ({"truncation": 4}, 6, 2), ({"truncation": 9}, 6, 1),
+    ({"truncation": 2, "window_mode": "accumulate"}, 6, 1),  # one update however many windows
+])
+def test_tbptt_updates_per_minibatch(settings, time_steps, updates):
+    assert safjax.get_method("tbptt", **settings).updates_per_minibatch(time_steps) == updates
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
@@ -30,7 +59,8 @@ def test_method_compiles_once_and_learns(method, architecture):
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float32), params)
     inputs = inputs.astype(jnp.float32)
     optimizer = optax.adam(3e-2)
-    step = safjax.make_train_step(method, net, optimizer, safjax.TrainConfig(truncation=2))
+    settings = {"truncation": 2} if "truncation" in safjax.methods.settings_of(method) else {}
+    step = safjax.make_train_step(safjax.get_method(method, **settings), net, optimizer)
     opt_state = optimizer.init(params)
     losses = []
     for _ in range(15):
@@ -93,20 +123,17 @@ def test_bad_input_shape_is_reported_before_compiling():
         step(params, optax.sgd(0.1).init(params), jnp.ones((4, 3, 10)), jnp.zeros((3,), jnp.int32))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"mse_weight": 1.5}, "`mse_weight`"), ({"unroll": 0}, "`unroll`"),
-    ({"truncation": 0}, "`truncation`"), ({"window_mode": "sum"}, "`window_mode`"),
-])
+@pytest.mark.parametrize("kwargs,match", [({"mse_weight": 1.5}, "`mse_weight`"), ({"unroll": 0}, "`unroll`")])
 def test_bad_train_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         safjax.TrainConfig(**kwargs)
 
 
-def _params_after_one_step(method, config, architecture="conv", num_steps=5):
+def _params_after_one_step(method, config, architecture="conv", num_steps=5, **settings):
     net = reference_nets.build(architecture, 0.9)
     params, inputs, labels = reference_nets.params_and_data(net, num_steps)
     optimizer = optax.sgd(0.3, momentum=0.9)
-    step = safjax.make_train_step(method, net, optimizer, config)
+    step = safjax.make_train_step(safjax.get_method(method, **settings), net, optimizer, config)
     return params, step(params, optimizer.init(params), inputs, labels)
 
 
@@ -122,7 +149,7 @@ def test_unrolled_time_loop_equals_scan(method):
 def test_bptt_rematerialisation_gives_the_same_update(num_steps):
     _, (p_plain, _, m_plain) = _params_after_one_step("bptt", safjax.TrainConfig(), num_steps=num_steps)
     _, (p_remat, _, m_remat) = _params_after_one_step(
-        "bptt", safjax.TrainConfig(remat=True), num_steps=num_steps
+        "bptt", safjax.TrainConfig(), num_steps=num_steps, remat=True
     )
     chex.assert_trees_all_close(p_plain, p_remat, atol=1e-12)
     np.testing.assert_allclose(m_plain.outputs, m_remat.outputs, rtol=1e-12)
@@ -137,7 +164,7 @@ def test_remat_chunk_is_a_divisor_near_the_square_root(num_steps, chunk):
 def test_truncated_windows_change_the_update_and_handle_remainders(truncation):
     params, (p_bptt, _, m_bptt) = _params_after_one_step("bptt", safjax.TrainConfig(), "mlp")
     _, (p_tbptt, _, m_tbptt) = _params_after_one_step(
-        "tbptt", safjax.TrainConfig(truncation=truncation, window_mode="accumulate"), "mlp"
+        "tbptt", safjax.TrainConfig(), "mlp", truncation=truncation, window_mode="accumulate"
     )
     # The forward is untouched by truncation (accumulate mode: same weights for all windows) …
     np.testing.assert_allclose(m_tbptt.loss, m_bptt.loss, rtol=1e-12)

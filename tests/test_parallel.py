@@ -27,7 +27,7 @@ def _train(method, mesh, steps=3):
     for _ in range(steps):
         params, opt_state, metrics = step(params, opt_state, inputs, labels)
         losses.append(metrics.loss)
-    return params, np.array(losses), step, (params, opt_state, inputs, labels)
+    return params, np.array(losses), step, (params, opt_state, inputs, labels, jax.random.key(0))
 
 
 @pytest.mark.parametrize("method", ["saf_e", "ottt_a", "saf_f", "bptt"])
@@ -54,7 +54,8 @@ def test_bad_device_count_is_a_clear_error():
 
 
 @pytest.mark.parametrize("method,per_step", [("saf_e", True), ("ottt_o", True), ("saf_f", False),
-                                             ("spike_rep", False), ("ottt_a", False), ("bptt", False)])
+                                             ("spike_rep", False), ("ottt_a", False), ("bptt", False),
+                                             ("sltt", False)])
 def test_gradient_all_reduces_sit_where_the_updates_are(method, per_step):
     """Per-step-update methods must all-reduce inside the time loop (once per step); methods with
     one update per minibatch reduce once, after the loop, even where they accumulate gradients

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import safjax
 from safjax import reproduce
 
 import real_cifar
@@ -18,7 +19,12 @@ def test_bad_data_and_methods_are_refused_with_one_line(tmp_path):
         reproduce.reproduce(str(tmp_path), str(tmp_path / "out"), 1, ["saf_e"])
     with pytest.raises(ValueError, match="--methods: unknown foo; valid: bptt"):
         reproduce.method_list("saf_e,foo")
-    assert reproduce.method_list("") == ["bptt", "tbptt", "ottt_a", "ottt_o", "saf_e", "saf_f", "spike_rep"]
+    with pytest.raises(ValueError, match="--methods: method spec 'saf_e:truncation=2'"):
+        reproduce.method_list("saf_e:truncation=2")
+    specs = reproduce.method_list("")
+    assert [spec.split(":")[0] for spec in specs] == list(safjax.methods.METHODS)
+    assert "tbptt:truncation=2:block_size=4" in specs  # not BPTT under another name
+    assert reproduce.method_list("tbptt:truncation=3,saf_e") == ["tbptt:truncation=3", "saf_e"]
 
 
 @pytest.mark.slow

@@ -53,7 +53,7 @@ def params_and_data(net, num_steps, seed=0, batch=reference_nets.BATCH):
 def _setup(architecture, leak=0.5, num_steps=NUM_STEPS, block_size=None, seed=0):
     net = reference_nets.build(architecture, leak)
     params, inputs, labels = params_and_data(net, num_steps, seed)
-    config = safjax.TrainConfig(block_size=block_size)
+    config = tbptt.TBPTTConfig(block_size=block_size)
     full = tbptt.init_params(net, params, config, jax.random.PRNGKey(7))
     return net, params, full, inputs, labels
 
@@ -79,10 +79,10 @@ def _check_one_block_equals_bptt(architecture, leak, mode, block_size):
     block_size = net.num_layers if block_size == "all" else block_size
     _, params, full, inputs, labels = _setup(architecture, leak, block_size=block_size)
     optimizer = optax.sgd(0.3, momentum=0.9)
-    config = safjax.TrainConfig(truncation=NUM_STEPS, window_mode=mode, block_size=block_size)
+    config = tbptt.TBPTTConfig(truncation=NUM_STEPS, window_mode=mode, block_size=block_size)
     p_t, _, m_t = _train(net, full, inputs, labels, config, optimizer)
     p_b, _, m_b = fast_jit(functools.partial(
-        bptt.train_step, net, optimizer=optimizer, config=safjax.TrainConfig()
+        bptt.train_step, net, optimizer=optimizer, config=tbptt.TBPTTConfig()
     ))(params, optimizer.init(params), inputs, labels)
     if block_size is not None:
         assert p_t["aux"] == ()
@@ -110,10 +110,10 @@ def test_block_size_of_all_layers_equals_global_truncated_training(architecture,
     num_steps = 4 if mode == "accumulate" else 5  # 5: a remainder window
     net, params, _, inputs, labels = _setup(architecture, 0.9, num_steps=num_steps)
     optimizer = optax.sgd(0.3, momentum=0.9)
-    local = safjax.TrainConfig(truncation=2, window_mode=mode, block_size=net.num_layers + 1)
+    local = tbptt.TBPTTConfig(truncation=2, window_mode=mode, block_size=net.num_layers + 1)
     full = tbptt.init_params(net, params, local, jax.random.PRNGKey(0))
     p_local, _, m_local = _train(net, full, inputs, labels, local, optimizer)
-    global_config = safjax.TrainConfig(truncation=2, window_mode=mode)
+    global_config = tbptt.TBPTTConfig(truncation=2, window_mode=mode)
     p_global, _, m_global = _train(net, params, inputs, labels, global_config, optimizer)
     chex.assert_trees_all_close(p_local["network"], p_global, atol=1e-12, rtol=0)
     np.testing.assert_allclose(m_local.loss, m_global.loss, rtol=1e-12)
@@ -171,7 +171,7 @@ def _first_block_leaves(grads, net, block_size):
 ])
 def test_no_gradient_crosses_a_block_boundary(architecture, block_size):
     net, _, full, inputs, labels = _setup(architecture, 0.9, block_size=block_size)
-    config = safjax.TrainConfig(block_size=block_size)
+    config = tbptt.TBPTTConfig(block_size=block_size)
 
     @fast_jit
     def reference(p):
@@ -205,7 +205,7 @@ def test_readout_gradient_equals_training_the_last_block_alone():
     """mlp, B = 1: the last block (layer 2 + readout) trained by truncated BPTT as a network of its
     own, on layer 1's recorded spikes as a constant input, gets the same gradient."""
     net, params, full, inputs, labels = _setup("mlp", 0.9, block_size=1)
-    config = safjax.TrainConfig(truncation=2, window_mode="accumulate", block_size=1)
+    config = tbptt.TBPTTConfig(truncation=2, window_mode="accumulate", block_size=1)
     sgd = optax.sgd(1.0)  # accumulate + lr 1: params − new params = Σ_windows gradients
     p_new, _, _ = _train(net, full, inputs, labels, config, sgd)
     grads = jax.tree_util.tree_map(jnp.subtract, full, p_new)
@@ -216,7 +216,7 @@ def test_readout_gradient_equals_training_the_last_block_alone():
         (16,), [safjax.SpikingLayer([safjax.Path(0, layer2.paths[0].ops)], layer2.neuron)], net.readout
     )
     alone_params = {"layers": [params["layers"][1]], "readout": params["readout"]}
-    alone_config = safjax.TrainConfig(truncation=2, window_mode="accumulate")
+    alone_config = tbptt.TBPTTConfig(truncation=2, window_mode="accumulate")
     p_alone, _, _ = _train(alone, alone_params, spikes[0], labels, alone_config, sgd)
     alone_grads = jax.tree_util.tree_map(jnp.subtract, alone_params, p_alone)
     chex.assert_trees_all_close(grads["network"]["readout"], alone_grads["readout"], atol=1e-12, rtol=0)
@@ -230,7 +230,7 @@ def test_readout_gradient_equals_training_the_last_block_alone():
 @pytest.mark.parametrize("block_size", [1, pytest.param(None, marks=pytest.mark.slow)])
 def test_window_boundary_state_carries_no_gradient(block_size):
     net, params, full, inputs, labels = _setup("mlp", 0.9, block_size=block_size)
-    config = safjax.TrainConfig(truncation=2, block_size=block_size)
+    config = tbptt.TBPTTConfig(truncation=2, block_size=block_size)
     window_grads = tbptt.window_gradients(net, config, NUM_STEPS)
     state0 = simulate.init_network_state(net, inputs.shape[1], inputs.dtype)
     first, second = inputs[:2], inputs[2:]
@@ -259,7 +259,7 @@ def test_window_boundary_state_carries_no_gradient(block_size):
     assert helpers.max_abs(through_state) == 0.0
     # The method's accumulated gradient is Σ of the windows' gradients, the second computed from
     # the state of an independent forward passed in as a plain input.
-    accumulate = safjax.TrainConfig(truncation=2, window_mode="accumulate", block_size=block_size)
+    accumulate = tbptt.TBPTTConfig(truncation=2, window_mode="accumulate", block_size=block_size)
     p_new, _, _ = _train(net, full, inputs, labels, accumulate, optax.sgd(1.0))
     chex.assert_trees_all_close(jax.tree_util.tree_map(jnp.subtract, full, p_new), window_sum, atol=1e-12, rtol=0)
 
@@ -298,7 +298,7 @@ def _train_step_temp_bytes(net, config, num_steps=8, batch=64):
 def test_compiled_memory_falls_with_truncation(block_size):
     net = _wide_net(num_layers=2)
     temp = [
-        _train_step_temp_bytes(net, safjax.TrainConfig(truncation=k, block_size=block_size))
+        _train_step_temp_bytes(net, tbptt.TBPTTConfig(truncation=k, block_size=block_size))
         for k in (8, 4, 2, 1)
     ]
     print(f"temp bytes, B = {block_size}, K = 8, 4, 2, 1:", temp)
@@ -308,7 +308,7 @@ def test_compiled_memory_falls_with_truncation(block_size):
 
 def test_compiled_memory_falls_with_block_size():
     net = _wide_net()
-    temp = [_train_step_temp_bytes(net, safjax.TrainConfig(block_size=b)) for b in (4, 2, 1)]
+    temp = [_train_step_temp_bytes(net, tbptt.TBPTTConfig(block_size=b)) for b in (4, 2, 1)]
     print("temp bytes, B = 4, 2, 1:", temp)
     assert all(a > b for a, b in zip(temp, temp[1:])), temp
     assert temp[-1] < 0.5 * temp[0], temp
@@ -323,11 +323,11 @@ def test_method_hooks_and_params_layout():
     key = jax.random.PRNGKey(1)
     for name in ("bptt", "saf_e", "ottt_a"):  # every other method: plain network params
         method = safjax.get_method(name)
-        assert method.init_params(net, params, safjax.TrainConfig(block_size=1), key) is params
+        assert method.init_params(net, params, key) is params
         assert method.network_params(params) is params
-    method = safjax.get_method("tbptt")
-    assert method.init_params(net, params, safjax.TrainConfig(), key) is params
-    full = method.init_params(net, params, safjax.TrainConfig(block_size=1), key)
+    assert safjax.get_method("tbptt").init_params(net, params, key) is params
+    method = safjax.get_method("tbptt", block_size=1)
+    full = method.init_params(net, params, key)
     assert method.network_params(full) is params
     (head,) = full["aux"]  # two layers, B = 1: one auxiliary head, on layer 1's 4 channels
     chex.assert_shape((head["kernel"], head["bias"]), ((4, reference_nets.NUM_CLASSES), (reference_nets.NUM_CLASSES,)))
@@ -353,9 +353,9 @@ def test_partition_of_feedback_and_skip_networks():
 @pytest.mark.parametrize("block_size", [0, -1, 1.5, True, "2"])
 def test_bad_block_size_raises(block_size):
     with pytest.raises(ValueError, match="`block_size` must be None or an int ≥ 1"):
-        safjax.TrainConfig(block_size=block_size)
+        tbptt.TBPTTConfig(block_size=block_size)
     with pytest.raises(ValueError, match="`truncation`"):
-        safjax.TrainConfig(truncation=0, block_size=1)
+        tbptt.TBPTTConfig(truncation=0, block_size=1)
 
 
 def test_params_that_do_not_match_the_block_size_raise():
@@ -363,26 +363,25 @@ def test_params_that_do_not_match_the_block_size_raise():
     sgd = optax.sgd(0.1)
 
     def run(p, block_size):
-        config = safjax.TrainConfig(block_size=block_size)
+        config = tbptt.TBPTTConfig(block_size=block_size)
         return tbptt.train_step(net, p, sgd.init(p), inputs, labels, optimizer=sgd, config=config)
 
     with pytest.raises(ValueError, match="trains 2 auxiliary classifier"):
         run(params, 1)
     with pytest.raises(ValueError, match="trains 2 auxiliary classifier"):  # heads made for B = 2
-        run(tbptt.init_params(net, params, safjax.TrainConfig(block_size=2), jax.random.PRNGKey(0)), 1)
+        run(tbptt.init_params(net, params, tbptt.TBPTTConfig(block_size=2), jax.random.PRNGKey(0)), 1)
     with pytest.raises(ValueError, match="`block_size` is None"):
-        run(tbptt.init_params(net, params, safjax.TrainConfig(block_size=1), jax.random.PRNGKey(0)), None)
+        run(tbptt.init_params(net, params, tbptt.TBPTTConfig(block_size=1), jax.random.PRNGKey(0)), None)
 
 
 @pytest.mark.slow
 def test_local_training_compiles_once_and_learns():
     net = reference_nets.build("mlp")
     params, inputs, labels = params_and_data(net, 4)
-    config = safjax.TrainConfig(truncation=2, block_size=1)
-    method = safjax.get_method("tbptt")
-    params = method.init_params(net, params, config, jax.random.PRNGKey(3))
+    method = safjax.get_method("tbptt", truncation=2, block_size=1)
+    params = method.init_params(net, params, jax.random.PRNGKey(3))
     optimizer = optax.adam(3e-2)
-    step = safjax.make_train_step("tbptt", net, optimizer, config)
+    step = safjax.make_train_step(method, net, optimizer)
     opt_state = optimizer.init(params)
     first = None
     for _ in range(10):

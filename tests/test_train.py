@@ -65,7 +65,8 @@ def test_one_epoch_per_method_on_mocked_cifar10(method, mocked_cifar10, tmp_path
     config = ExperimentConfig(method=method, dataset="cifar10", model="reference_conv", time_steps=2,
                               epochs=1, batch_size=4, eval_batch_size=4, num_devices=1,
                               optimizer="sgd", learning_rate=0.01, schedule="cosine",
-                              truncation=1 if method == "tbptt" else 0, workdir=str(tmp_path / "run"))
+                              method_settings={"truncation": 1} if method == "tbptt" else {},
+                              workdir=str(tmp_path / "run"))
     results = train.train_and_evaluate(config)
     assert results["dataset"] == "cifar10" and results["epochs_completed"] == 1
     assert np.isfinite(results["train_loss_history"]).all() and 0 <= results["test_accuracy"] <= 1
@@ -78,12 +79,13 @@ def test_one_epoch_per_method_on_mocked_cifar10(method, mocked_cifar10, tmp_path
     ("--neuron=izhikevich", "--neuron='izhikevich' is invalid"),
     ("--dataset=mnist", "--dataset='mnist' is invalid"),
     ("--optimizer=rmsprop", "--optimizer='rmsprop' is invalid"),
-    ("--truncation=2", "--truncation=2 is invalid: expected 0 unless --method=tbptt"),
+    ("--truncation=2", "--truncation is a setting of tbptt, not of --method=saf_e (which takes none)"),
+    ("--method=tbptt --window_mode=sum", "--method=tbptt: `window_mode` must be one of"),
     ("--config=imagenet", "--config='imagenet' is invalid"),
     ("--batch_size=2000", "--batch_size=2000 is invalid: it exceeds the 1437 training examples"),
 ])
 def test_bad_flags_exit_nonzero_with_one_clear_line(flag, match):
-    run = subprocess.run([sys.executable, "-m", "experiments.train", flag], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "experiments.train", *flag.split()], capture_output=True, text=True)
     assert run.returncode != 0
     assert match in run.stderr
     assert "Traceback" not in run.stderr
@@ -97,8 +99,10 @@ def test_batch_size_must_divide_over_devices():
 def test_presets_are_valid_and_flags_override_them():
     from experiments import configs
 
-    for name, values in configs.PRESETS.items():
-        ExperimentConfig(**values).validate()  # every preset names real methods, models, data
+    for name in configs.PRESETS:
+        configs.resolve(name, {}).validate()  # every preset names real methods, models, data
+    assert configs.resolve("digits_events_tlbptt", {}).method_settings == {"truncation": 2, "block_size": 2}
+    assert configs.resolve("digits_events_tlbptt", {"method": "bptt"}).method_settings == {}  # dropped
     config = configs.resolve("cifar10_vgg11", {"time_steps": 2})
     assert config.time_steps == 2 and config.dataset == "cifar10" and config.optimizer == "sgd"
     assert config.learning_rate == 0.1 and config.schedule == "cosine"

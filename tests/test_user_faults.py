@@ -274,7 +274,7 @@ def test_sweep_validates_every_cell_before_running_any(tmp_path):
     with pytest.raises(ValueError, match=r"cell leak=2.0: --leak=2.0 is invalid"):
         sweep.run_sweep("leak=0.5,2.0", str(tmp_path), [], runner=lambda *args: calls.append(args) or 0,
                         log=lambda _: None)
-    with pytest.raises(ValueError, match=r"--truncation=2 is invalid"):
+    with pytest.raises(ValueError, match=r"cell method=bptt: --truncation is a setting of tbptt, not of --method=bptt"):
         sweep.run_sweep("method=bptt,tbptt", str(tmp_path), ["--truncation=2"],
                         runner=lambda *args: calls.append(args) or 0, log=lambda _: None)
     assert calls == []

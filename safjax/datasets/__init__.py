@@ -12,7 +12,8 @@ import importlib
 from safjax.datasets.base import Dataset
 from safjax.datasets.digits import load_digits
 
-# name → "module:function"; every function is load(split, *, data_dir, time_steps) -> Dataset.
+# name → "module:function" (imported on first use) or the function itself; every function is
+# load(split, *, data_dir, time_steps) -> Dataset. A new data set is one line here (docs/extending.md).
 LOADERS = {
     "digits": "safjax.datasets.digits:load",
     "cifar10": "safjax.datasets.tfds_images:load_cifar10",
@@ -42,8 +43,10 @@ def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int 
     if name not in LOADERS:
         raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(LOADERS)} "
                          f"or '{IMAGE_FOLDER_PREFIX}<root>'.")
-    module_name, function_name = LOADERS[name].split(":")
-    loader = getattr(importlib.import_module(module_name), function_name)
+    loader = LOADERS[name]
+    if isinstance(loader, str):
+        module_name, function_name = loader.split(":")
+        loader = getattr(importlib.import_module(module_name), function_name)
     return loader(split, data_dir=data_dir, time_steps=time_steps)
 
 

@@ -16,7 +16,7 @@ import inspect
 import re
 from typing import Any, Callable
 
-from safjax.methods import bptt, ottt_a, ottt_o, saf_e, saf_f, spike_rep, tbptt
+from safjax.methods import bptt, ottt_a, ottt_o, saf_e, saf_f, sltt, spike_rep, tbptt
 from safjax.methods.base import Method, StepOutput
 
 METHODS: dict[str, Callable[..., Method]] = {
@@ -27,6 +27,8 @@ METHODS: dict[str, Callable[..., Method]] = {
     "saf_e": saf_e.saf_e,
     "saf_f": saf_f.saf_f,
     "spike_rep": spike_rep.spike_rep,
+    "sltt": sltt.sltt,
+    "sltt_k": sltt.sltt_k,
 }
 
 
@@ -110,6 +112,31 @@ def get_method(name: str, **settings) -> Method:
     return _factory(name)(**settings)
 
 
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """A method spec, ``"name"`` or ``"name:setting=value[:setting=value…]"`` (e.g.
+    ``"bptt:remat=true"``, ``"tbptt:truncation=2:block_size=4"``) → (name, settings), each value
+    parsed as its setting's type; one clear line for an unknown name or setting or a bad value."""
+    name, *assignments = spec.split(":")
+    known = settings_of(name)
+    settings: dict[str, Any] = {}
+    for assignment in assignments:
+        key, equals, text = assignment.partition("=")
+        if not equals or key not in known:
+            raise ValueError(f"method spec {spec!r}: {assignment!r} is not setting=value for a setting of {name} "
+                             f"({', '.join(known) or 'none'}).")
+        kind = known[key].type
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                settings[key] = text.lower() in ("true", "1")
+            else:
+                settings[key] = kind(text)
+        except ValueError:
+            raise ValueError(f"method spec {spec!r}: {key}={text!r} is not a {kind.__name__}.") from None
+    return name, settings
+
+
 def register(name: str, factory: Callable[..., Method]) -> None:
     """Add a method factory under ``name`` (for methods defined outside safjax; docs/extending.md)."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -117,4 +144,5 @@ def register(name: str, factory: Callable[..., Method]) -> None:
     METHODS[name] = factory
 
 
-__all__ = ["METHODS", "Method", "Setting", "StepOutput", "all_settings", "get_method", "register", "settings_of"]
+__all__ = ["METHODS", "Method", "Setting", "StepOutput", "all_settings", "get_method", "parse_spec", "register",
+           "settings_of"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from safjax.neurons.alif import ALIFConfig, ALIFState, alif, alif_step, init_alif_state
 from safjax.neurons.base import ACCUMULATION, TRACES, NeuronModel, check_neuron, require
 from safjax.neurons.lif import (RESET_MODES, LIFConfig, LIFState, init_lif_state, integrate_and_fire, lif,
                                 lif_step)
@@ -18,6 +19,7 @@ from safjax.neurons.lif import (RESET_MODES, LIFConfig, LIFState, init_lif_state
 NEURONS: dict[str, Callable[..., NeuronModel]] = {
     "lif": lambda leak, threshold: lif(leak, threshold),
     "if": lambda leak, threshold: integrate_and_fire(threshold),
+    "alif": lambda leak, threshold: alif(leak, threshold),
 }
 
 
@@ -28,5 +30,6 @@ def make(name: str, leak: float = 0.5, threshold: float = 1.0) -> NeuronModel:
     return NEURONS[name](leak, threshold)
 
 
-__all__ = ["ACCUMULATION", "NEURONS", "RESET_MODES", "TRACES", "LIFConfig", "LIFState", "NeuronModel",
-           "check_neuron", "init_lif_state", "integrate_and_fire", "lif", "lif_step", "make", "require"]
+__all__ = ["ACCUMULATION", "NEURONS", "RESET_MODES", "TRACES", "ALIFConfig", "ALIFState", "LIFConfig",
+           "LIFState", "NeuronModel", "alif", "alif_step", "check_neuron", "init_alif_state", "init_lif_state",
+           "integrate_and_fire", "lif", "lif_step", "make", "require"]
