@@ -21,7 +21,8 @@ RESULTS_FILE = "results.md"
 
 
 # The settings a method trains with here when the list names it alone; the others use their defaults.
-DEFAULT_SPECS = {"tbptt": "tbptt:truncation=2:block_size=4"}  # windows of 2 steps, two local blocks of VGG-11
+DEFAULT_SPECS = {"tbptt": "tbptt:truncation=2:block_size=4",  # windows of 2 steps, two local blocks of VGG-11
+                 "sltt_k": "sltt_k:backprop_steps=2"}  # the backward at 2 of the T = 6 steps
 
 
 def method_list(text: str) -> list[str]:

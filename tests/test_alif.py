@@ -168,13 +168,14 @@ def _batch():
     return inputs, jnp.array([0, 1, 2, 0, 1])
 
 
-@pytest.mark.parametrize("method", ["bptt", safjax.methods.get_method("tbptt", truncation=2)],
-                         ids=["bptt", "tbptt"])
-def test_alif_network_trains_with_bptt_and_tbptt(method):
+@pytest.mark.parametrize("method", ["bptt", safjax.methods.get_method("tbptt", truncation=2), "sltt",
+                                    safjax.methods.get_method("sltt_k", backprop_steps=2)],
+                         ids=["bptt", "tbptt", "sltt", "sltt_k"])
+def test_alif_network_trains_with_bptt_tbptt_and_sltt(method):
     model = _alif_model()
     params, optimizer = model.params(), optax.sgd(0.5)
     step = safjax.make_train_step(method, model.network, optimizer)
-    new_params, _, metrics = step(params, optimizer.init(params), *_batch())
+    new_params, _, metrics = step(params, optimizer.init(params), *_batch(), jax.random.key(0))
     assert np.isfinite(metrics.loss) and 0 < float(metrics.firing_rates[0]) < 1
     hidden, new_hidden = params["layers"][0][0][0]["kernel"], new_params["layers"][0][0][0]["kernel"]
     assert not np.allclose(hidden, new_hidden)  # the gradient reached the input weights through ALIF

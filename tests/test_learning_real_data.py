@@ -25,8 +25,9 @@ pytestmark = pytest.mark.slow
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 200, 100  # 2,000 train / 1,000 test images
 SETTINGS = dict(width=0.25, time_steps=4, epochs=4, batch_size=32, num_devices=1, log_every=10_000)
-EXTRA = {"tbptt": dict(truncation=2, block_size=4)}  # windows of 2 steps, two local blocks
-METHODS = ("bptt", "tbptt", "ottt_a", "ottt_o", "saf_e", "saf_f", "spike_rep")
+EXTRA = {"tbptt": dict(truncation=2, block_size=4),  # windows of 2 steps, two local blocks
+         "sltt_k": dict(backprop_steps=2)}  # the backward at 2 of the 4 steps
+METHODS = ("bptt", "tbptt", "ottt_a", "ottt_o", "saf_e", "saf_f", "spike_rep", "sltt", "sltt_k")
 CHANCE = 0.1
 MIN_ACCURACY = 0.20  # twice chance; SAF-F unclipped here: 0.191
 PAIR_TOLERANCE = 0.05  # SAF-F vs OTTT_A, SAF-E vs OTTT_O (1,000 test images: σ ≈ 1.5 points each)
