@@ -39,7 +39,7 @@ def main(argv):
     import jax.numpy as jnp
     from flax import nnx
 
-    from safjax import config as config_lib
+    from safjax import train_config as config_lib
     from safjax import datasets, encoding, input_pipeline, methods, models, network, optimizers
     from safjax.methods import bptt, saf, saf_e, saf_f, spike_rep
 

@@ -3,9 +3,9 @@
     python -m experiments.train --method=bptt --time_steps=8
     python -m experiments.train --config=cifar10_vgg11 --data_dir=~/tensorflow_datasets
 
-Every field of `safjax.experiment.ExperimentConfig` is a flag, and so is every setting of every
+Every field of `safjax.experiment_config.ExperimentConfig` is a flag, and so is every setting of every
 method (e.g. ``--truncation`` of tbptt, ``--remat`` of bptt); ``--config`` picks a preset from
-`experiments.configs`, and flags given explicitly override it.
+`experiments.presets`, and flags given explicitly override it.
 """
 
 import time
@@ -17,15 +17,15 @@ import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from experiments import configs  # noqa: E402
-from safjax import datasets, experiment, methods, models, neurons  # noqa: E402
+from experiments import presets  # noqa: E402
+from safjax import datasets, experiment_config, methods, models, neurons  # noqa: E402
 
 FLAGS = flags.FLAGS
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}
 _REGISTERED = {"methods": ", ".join(methods.METHODS), "datasets": ", ".join(datasets.LOADERS),
                "models": ", ".join(models.MODELS), "neurons": ", ".join(neurons.NEURONS)}
-_FIELDS = [f for f in dataclasses.fields(experiment.ExperimentConfig) if f.name != "method_settings"]
+_FIELDS = [f for f in dataclasses.fields(experiment_config.ExperimentConfig) if f.name != "method_settings"]
 for _field in _FIELDS:
     _DEFINE[type(_field.default)](_field.name, _field.default, _field.metadata["help"].format(**_REGISTERED))
 # Every method factory's settings (safjax.methods.all_settings): one flag each, for the methods that take it.
@@ -40,14 +40,14 @@ flags.DEFINE_integer("num_processes", 0, "--distributed: number of processes (0 
 flags.DEFINE_integer("process_id", -1, "--distributed: this process's index (-1 = detect).")
 flags.DEFINE_bool("restart", False, "Delete the run already in --workdir (checkpoints, metrics, results, "
                   "plots) and train from scratch. Without it, a rerun continues the run stored there and "
-                  "refuses settings that would change its results (see safjax/run_config.py).")
-flags.DEFINE_string("config", "", f"Preset: {', '.join(configs.PRESETS)} (explicit flags override it).")
+                  "refuses settings that would change its results (see safjax/run_record.py).")
+flags.DEFINE_string("config", "", f"Preset: {', '.join(presets.PRESETS)} (explicit flags override it).")
 
 
-def config_from_flags() -> experiment.ExperimentConfig:
+def config_from_flags() -> experiment_config.ExperimentConfig:
     """Preset values, then every flag set on the command line."""
     names = [f.name for f in _FIELDS] + list(_SETTINGS)
-    return configs.resolve(FLAGS.config, {name: FLAGS[name].value for name in names if FLAGS[name].present})
+    return presets.resolve(FLAGS.config, {name: FLAGS[name].value for name in names if FLAGS[name].present})
 
 
 def main(argv):
@@ -62,9 +62,9 @@ def main(argv):
             jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; no-op on GPU
             jax.distributed.initialize(FLAGS.coordinator_address or None, FLAGS.num_processes or None,
                                        None if FLAGS.process_id < 0 else FLAGS.process_id)
-        from safjax import train
+        from safjax import trainer
 
-        train.train_and_evaluate(config_from_flags(), restart=FLAGS.restart, started=_STARTED)
+        trainer.train_and_evaluate(config_from_flags(), restart=FLAGS.restart, started=_STARTED)
     except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as error:
         sys.exit(f"error: {error}")
 

@@ -5,11 +5,11 @@ interface (see ``safjax.methods``); the math is in docs/methods.md.
 """
 
 from safjax import costs, encoding, inference, losses, methods, neurons, nn, ops, simulate, surrogates
-from safjax.config import TrainConfig
+from safjax.train_config import TrainConfig
 from safjax.methods import METHODS, StepOutput, get_method
 from safjax.network import Network, Path, SpikingLayer, init_params
 from safjax.neurons import LIFConfig, LIFState, NeuronModel, init_lif_state, integrate_and_fire, lif, lif_step
-from safjax.training import make_train_step
+from safjax.step_builder import make_train_step
 
 __version__ = "0.1.0"
 

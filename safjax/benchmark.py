@@ -18,8 +18,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from safjax import config as config_lib
-from safjax import costs, methods, models, ops, training
+from safjax import train_config as config_lib
+from safjax import costs, methods, models, ops, step_builder
 from safjax import network as network_lib
 
 DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
@@ -116,7 +116,7 @@ def measure(
             def make_step(unroll, method=method):
                 step_config = dataclasses.replace(config, unroll=unroll)
                 def step(p, s, x, y, k):
-                    bound, method_key = training.bind_minibatch(net, k)
+                    bound, method_key = step_builder.bind_minibatch(net, k)
                     return method.train_step(bound, p, s, x, y, optimizer=optimizer, config=step_config,
                                              key=method_key)
 

@@ -9,7 +9,7 @@ keeps SAF's accumulation identity and OTTT's trace form exact (docs/methods.md �
 
 The network is static; the key is not. `bind(net, key)` returns, inside a traced training step,
 a copy of the network whose Dropout operators carry that minibatch's key (the step builders in
-`safjax.training` and `safjax.parallel` call it); an unbound Dropout — evaluation, inference,
+`safjax.step_builder` and `safjax.parallel` call it); an unbound Dropout — evaluation, inference,
 cost counting — is the identity.
 """
 

@@ -21,8 +21,8 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from safjax import config as config_lib
-from safjax import methods, training
+from safjax import train_config as config_lib
+from safjax import methods, step_builder
 from safjax import network as network_lib
 
 DATA_AXIS = "data"
@@ -82,7 +82,7 @@ def make_parallel_train_step(
     `safjax.make_train_step`, networks the method cannot train are refused when the step is made
     and every call checks the params, inputs and labels first (``step.jitted`` checks nothing).
     """
-    method = training.as_method(method)
+    method = step_builder.as_method(method)
     method.validate(net)  # e.g. MaxPool under SAF: refused now, not at the first call
     train_step = method.train_step
     replicated = NamedSharding(mesh, P())
@@ -93,7 +93,7 @@ def make_parallel_train_step(
     def local_step(params, opt_state, inputs, labels, key):
         if prepare_inputs is not None:
             inputs = prepare_inputs(inputs)
-        bound, method_key = training.bind_minibatch(net, key, jax.lax.axis_index(DATA_AXIS))
+        bound, method_key = step_builder.bind_minibatch(net, key, jax.lax.axis_index(DATA_AXIS))
         params, (_, opt_state), metrics = train_step(
             bound, params, (optax.EmptyState(), opt_state), inputs, labels,
             optimizer=averaged, config=config, key=method_key,
@@ -119,7 +119,7 @@ def make_parallel_train_step(
                      donate_argnums=(0, 1) if donate else ())
 
     def step(params, opt_state, inputs, labels, key=None):
-        network_lib.check_params(training.expected_params(method, net), params)
+        network_lib.check_params(step_builder.expected_params(method, net), params)
         if prepare_inputs is None:
             network_lib.check_inputs(net, inputs, labels)
         elif getattr(labels, "is_fully_addressable", True):
@@ -129,7 +129,7 @@ def make_parallel_train_step(
                 f"batch size {labels.shape[0]} is not divisible by the {num_devices} devices; "
                 f"use a multiple of {num_devices} or fewer devices (--num_devices)."
             )
-        return jitted(params, opt_state, inputs, labels, training.check_key(method, net, key))
+        return jitted(params, opt_state, inputs, labels, step_builder.check_key(method, net, key))
 
     step.jitted = jitted
     step.inputs_sharding, step.labels_sharding = inputs_sharding, labels_sharding

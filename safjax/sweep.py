@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from safjax import plots
 from safjax.run_outputs import read_results  # a cell is done when its run left results
-from safjax.experiment import ExperimentConfig
+from safjax.experiment_config import ExperimentConfig
 
 # (command, environment additions, log path) -> exit code. Injectable so tests need no subprocess.
 Runner = Callable[[list[str], Mapping[str, str], str], int]
@@ -198,14 +198,14 @@ def validate_cells(cells: Sequence[Cell], base: Mapping, resolve: Callable | Non
     """Build and validate every cell's `ExperimentConfig` (preset, base flags, cell settings) before
     anything runs: ValueError naming the first bad cell and the trainer's message otherwise.
 
-    ``resolve(preset, overrides) -> ExperimentConfig`` (default `experiments.configs.resolve`).
+    ``resolve(preset, overrides) -> ExperimentConfig`` (default `experiments.presets.resolve`).
     ``num_devices`` is only checked to be ≥ 0 here: counting the devices would initialise JAX's
     GPU backend in the sweep process and take memory the cells need.
     """
     if resolve is None:
-        from experiments import configs
+        from experiments import presets
 
-        resolve = configs.resolve
+        resolve = presets.resolve
     for cell in cells:
         try:
             settings = {**base, **{k: parse_value(k, v) for k, v in cell.expanded()}}

@@ -138,13 +138,13 @@ def test_models_insert_dropout_after_every_neuron_only_when_asked():
 
 
 def test_trainer_trains_with_dropout_and_the_dvs_preset_sets_it(tmp_path):
-    from experiments import configs
-    from safjax import train
-    from safjax.experiment import ExperimentConfig
+    from experiments import presets
+    from safjax import trainer
+    from safjax.experiment_config import ExperimentConfig
 
-    assert configs.resolve("cifar10_dvs_vgg", {}).dropout == 0.1
+    assert presets.resolve("cifar10_dvs_vgg", {}).dropout == 0.1
     settings = dict(epochs=1, num_devices=1, train_examples=256, test_examples=128)
-    dropped = train.train_and_evaluate(ExperimentConfig(dropout=0.3, **settings))
-    plain = train.train_and_evaluate(ExperimentConfig(**settings))
+    dropped = trainer.train_and_evaluate(ExperimentConfig(dropout=0.3, **settings))
+    plain = trainer.train_and_evaluate(ExperimentConfig(**settings))
     assert np.isfinite(dropped["train_loss_history"]).all() and dropped["dropout"] == 0.3
     assert dropped["train_loss_history"] != plain["train_loss_history"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from safjax import optimizers
-from safjax.experiment import ExperimentConfig
+from safjax.experiment_config import ExperimentConfig
 
 
 def test_clipping_rescales_to_the_global_norm_before_the_update():

@@ -58,10 +58,10 @@ def test_a_loss_climbing_without_nan_is_diverging():
 
 
 def test_the_trainer_prints_and_records_a_diverging_run(capsys):
-    from safjax import train
-    from safjax.experiment import ExperimentConfig
+    from safjax import trainer
+    from safjax.experiment_config import ExperimentConfig
 
-    results = train.train_and_evaluate(ExperimentConfig(epochs=1, learning_rate=1e9, num_devices=1))
+    results = trainer.train_and_evaluate(ExperimentConfig(epochs=1, learning_rate=1e9, num_devices=1))
     assert len(results["warnings"]) == 1 and "diverging" in results["warnings"][0]
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
     assert printed == results["warnings"]

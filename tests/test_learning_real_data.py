@@ -15,8 +15,8 @@ import math
 
 import pytest
 
-from experiments import configs
-from safjax import train
+from experiments import presets
+from safjax import trainer
 from safjax.datasets import image_folder
 
 import real_cifar
@@ -47,9 +47,9 @@ def results(cifar_root, tmp_path_factory):
         if method not in done:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv(image_folder.CACHE_ENV, str(cache))
-                config = configs.resolve("image_folder_vgg11", dict(
+                config = presets.resolve("image_folder_vgg11", dict(
                     SETTINGS, method=method, dataset=f"image_folder:{cifar_root}", **EXTRA.get(method, {})))
-                done[method] = train.train_and_evaluate(config)
+                done[method] = trainer.train_and_evaluate(config)
         return done[method]
 
     return run

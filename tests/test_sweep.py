@@ -16,7 +16,7 @@ import pytest
 
 from experiments import sweep as sweep_main
 from safjax import sweep
-from safjax.train import ExperimentConfig
+from safjax.trainer import ExperimentConfig
 
 GRID = "method=saf_e,ottt_o;time_steps=2,4;seed=0,1"
 

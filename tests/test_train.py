@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from safjax import train
-from safjax.experiment import ExperimentConfig
+from safjax import trainer
+from safjax.experiment_config import ExperimentConfig
 
 
 def test_short_saf_e_run_learns_digits_and_writes_its_outputs(tmp_path):
-    results = train.train_and_evaluate(ExperimentConfig(epochs=3, workdir=str(tmp_path)))
+    results = trainer.train_and_evaluate(ExperimentConfig(epochs=3, workdir=str(tmp_path)))
     assert results["test_accuracy"] >= 0.95
     saved = json.loads((tmp_path / "results.json").read_text())
     for key in ("method", "dataset", "model", "time_steps", "num_devices", "epochs_completed",
@@ -36,7 +36,7 @@ def test_short_saf_e_run_learns_digits_and_writes_its_outputs(tmp_path):
 def _loss_history(method, time_steps, learning_rate):
     config = ExperimentConfig(method=method, time_steps=time_steps, epochs=1, learning_rate=learning_rate,
                               batch_size=64, num_devices=1)
-    return np.array(train.train_and_evaluate(config)["train_loss_history"])
+    return np.array(trainer.train_and_evaluate(config)["train_loss_history"])
 
 
 def test_saf_e_and_ottt_o_give_the_same_loss_history():
@@ -67,7 +67,7 @@ def test_one_epoch_per_method_on_mocked_cifar10(method, mocked_cifar10, tmp_path
                               optimizer="sgd", learning_rate=0.01, schedule="cosine",
                               method_settings={"truncation": 1} if method == "tbptt" else {},
                               workdir=str(tmp_path / "run"))
-    results = train.train_and_evaluate(config)
+    results = trainer.train_and_evaluate(config)
     assert results["dataset"] == "cifar10" and results["epochs_completed"] == 1
     assert np.isfinite(results["train_loss_history"]).all() and 0 <= results["test_accuracy"] <= 1
 
@@ -93,17 +93,17 @@ def test_bad_flags_exit_nonzero_with_one_clear_line(flag, match):
 
 def test_batch_size_must_divide_over_devices():
     with pytest.raises(ValueError, match="--batch_size=30 is invalid: expected a multiple of the 4 devices"):
-        train.train_and_evaluate(ExperimentConfig(batch_size=30, num_devices=4, epochs=1))
+        trainer.train_and_evaluate(ExperimentConfig(batch_size=30, num_devices=4, epochs=1))
 
 
 def test_presets_are_valid_and_flags_override_them():
-    from experiments import configs
+    from experiments import presets
 
-    for name in configs.PRESETS:
-        configs.resolve(name, {}).validate()  # every preset names real methods, models, data
-    assert configs.resolve("digits_events_tlbptt", {}).method_settings == {"truncation": 2, "block_size": 2}
-    assert configs.resolve("digits_events_tlbptt", {"method": "bptt"}).method_settings == {}  # dropped
-    config = configs.resolve("cifar10_vgg11", {"time_steps": 2})
+    for name in presets.PRESETS:
+        presets.resolve(name, {}).validate()  # every preset names real methods, models, data
+    assert presets.resolve("digits_events_tlbptt", {}).method_settings == {"truncation": 2, "block_size": 2}
+    assert presets.resolve("digits_events_tlbptt", {"method": "bptt"}).method_settings == {}  # dropped
+    config = presets.resolve("cifar10_vgg11", {"time_steps": 2})
     assert config.time_steps == 2 and config.dataset == "cifar10" and config.optimizer == "sgd"
     assert config.learning_rate == 0.1 and config.schedule == "cosine"
 
@@ -114,6 +114,6 @@ def test_non_finite_loss_stops_naming_the_minibatch_and_keeps_the_last_checkpoin
                               checkpoint_every=1, workdir=str(tmp_path))
     with pytest.raises(FloatingPointError, match=r"non-finite training loss \((nan|inf)\) at minibatch 2 "
                        r"\(epoch 1\); the last good checkpoint is minibatch 1 in .*checkpoints; lower --learning_rate"):
-        train.train_and_evaluate(config)
+        trainer.train_and_evaluate(config)
     assert any(p.name.isdigit() for p in (tmp_path / "checkpoints").iterdir())
     assert not (tmp_path / "results.json").exists()

@@ -16,9 +16,9 @@ import optax
 import pytest
 
 import safjax
-from safjax import network, ops, parallel, progress, run_config, run_outputs, sweep, train
+from safjax import network, ops, parallel, progress, run_record, run_outputs, sweep, trainer
 from safjax.checkpoints import Checkpointer
-from safjax.experiment import ExperimentConfig
+from safjax.experiment_config import ExperimentConfig
 
 import reference_nets
 
@@ -34,7 +34,7 @@ def _config(workdir="", **changes):
 def _stored_run(workdir, config):
     """A workdir holding a finished run of ``config`` (written by hand: no training)."""
     os.makedirs(workdir, exist_ok=True)
-    run_config.save(str(workdir), run_config.record(config, 1))
+    run_record.save(str(workdir), run_record.record(config, 1))
     results = {**dataclasses.asdict(config), "epochs_completed": config.epochs, "test_accuracy": 0.5}
     (workdir / "results.json").write_text(json.dumps(results))
     return results
@@ -46,7 +46,7 @@ def test_reused_workdir_with_other_settings_is_refused_in_one_line(tmp_path):
     _stored_run(tmp_path, _config(tmp_path))
     changed = _config(tmp_path, method="bptt", time_steps=8, leak=0.9)
     with pytest.raises(ValueError) as error:
-        train.train_and_evaluate(changed)
+        trainer.train_and_evaluate(changed)
     message = str(error.value)
     assert "\n" not in message
     assert "method 'saf_e' ≠ 'bptt'" in message and "time_steps 4 ≠ 8" in message and "leak 0.5 ≠ 0.9" in message
@@ -61,18 +61,18 @@ def test_result_changing_fields_are_refused(tmp_path, changes, match):
     base = dict(schedule="cosine") if "schedule" in changes else {}
     _stored_run(tmp_path, _config(tmp_path, **base))
     with pytest.raises(ValueError, match=match):
-        train.train_and_evaluate(_config(tmp_path, **changes))
+        trainer.train_and_evaluate(_config(tmp_path, **changes))
 
 
 def test_a_run_can_be_extended_not_shortened(tmp_path):
     _stored_run(tmp_path, _config(tmp_path, epochs=2))
     with pytest.raises(ValueError, match=r"epochs 2 ≠ 1 \(a run can be extended, not shortened\)"):
-        train.train_and_evaluate(_config(tmp_path, epochs=1))
-    stored = run_config.load(str(tmp_path))
-    differing, notes = run_config.compare(stored, run_config.record(_config(tmp_path, epochs=5), 1))
+        trainer.train_and_evaluate(_config(tmp_path, epochs=1))
+    stored = run_record.load(str(tmp_path))
+    differing, notes = run_record.compare(stored, run_record.record(_config(tmp_path, epochs=5), 1))
     assert not differing and notes and notes[0].startswith("epochs 2 → 5 (extended")
-    differing, notes = run_config.compare(
-        stored, run_config.record(_config(tmp_path, epochs=2, log_every=1, checkpoint_every=7, eval_batch_size=3,
+    differing, notes = run_record.compare(
+        stored, run_record.record(_config(tmp_path, epochs=2, log_every=1, checkpoint_every=7, eval_batch_size=3,
                                           unroll=2), 2))
     assert not differing  # cadence, eval batch: free; devices and unroll: a note (float rounding)
     assert [n.split(" ")[0] for n in notes] == ["unroll", "devices"]
@@ -81,7 +81,7 @@ def test_a_run_can_be_extended_not_shortened(tmp_path):
 def test_rerun_of_a_finished_run_leaves_its_results_alone(tmp_path, capsys):
     results = _stored_run(tmp_path, _config(tmp_path))
     before = (tmp_path / "results.json").read_bytes()
-    assert train.train_and_evaluate(_config(tmp_path, log_every=3)) == results
+    assert trainer.train_and_evaluate(_config(tmp_path, log_every=3)) == results
     assert (tmp_path / "results.json").read_bytes() == before
     assert "already holds this finished run" in capsys.readouterr().out
 
@@ -100,20 +100,20 @@ def test_the_binary_refuses_in_one_line_and_restart_is_the_way_out(tmp_path):
 def test_restart_deletes_only_the_run(tmp_path):
     _stored_run(tmp_path, _config(tmp_path))
     (tmp_path / "log.txt").write_text("a sweep's log")
-    assert run_config.restart(str(tmp_path))
+    assert run_record.restart(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["log.txt"]
 
 
 @pytest.mark.slow  # three short digits runs (~15 s)
 def test_restart_extension_and_refusal_end_to_end(tmp_path):
-    first = train.train_and_evaluate(_config(tmp_path))
+    first = trainer.train_and_evaluate(_config(tmp_path))
     with pytest.raises(ValueError, match="method 'saf_e' ≠ 'bptt'"):
-        train.train_and_evaluate(_config(tmp_path, method="bptt"))
-    extended = train.train_and_evaluate(_config(tmp_path, epochs=2))
+        trainer.train_and_evaluate(_config(tmp_path, method="bptt"))
+    extended = trainer.train_and_evaluate(_config(tmp_path, epochs=2))
     assert extended["train_loss_history"][0] == first["train_loss_history"][0]
-    straight = train.train_and_evaluate(_config(tmp_path / "straight", epochs=2))
+    straight = trainer.train_and_evaluate(_config(tmp_path / "straight", epochs=2))
     assert extended["train_loss_history"] == straight["train_loss_history"]  # constant schedule: exact
-    bptt = train.train_and_evaluate(_config(tmp_path, method="bptt"), restart=True)
+    bptt = trainer.train_and_evaluate(_config(tmp_path, method="bptt"), restart=True)
     assert bptt["method"] == "bptt" and bptt["epochs_completed"] == 1
     assert json.loads((tmp_path / "config.json").read_text())["method"] == "bptt"
 
@@ -126,13 +126,13 @@ def _accounted_examples(results):
 
 @pytest.mark.slow  # three short digits runs (~12 s)
 def test_resumed_and_rerun_runs_report_the_figures_of_an_uninterrupted_one(tmp_path):
-    reference = train.train_and_evaluate(_config(tmp_path / "ref", epochs=2))
+    reference = trainer.train_and_evaluate(_config(tmp_path / "ref", epochs=2))
     workdir = tmp_path / "resumed"
-    train.train_and_evaluate(_config(workdir, epochs=2))
+    trainer.train_and_evaluate(_config(workdir, epochs=2))
     # "Killed" after minibatch 12 of 16 (late in epoch 2): only checkpoints ≤ 12 survive.
     shutil.rmtree(workdir / "checkpoints" / "16")
     os.remove(workdir / "results.json")
-    resumed = train.train_and_evaluate(_config(workdir, epochs=2))
+    resumed = trainer.train_and_evaluate(_config(workdir, epochs=2))
     assert resumed["train_loss_history"] == reference["train_loss_history"]
     # Throughput × time per epoch × epochs = every example trained, over both attempts.
     assert _accounted_examples(resumed) == pytest.approx(2 * 8 * 32)
@@ -141,7 +141,7 @@ def test_resumed_and_rerun_runs_report_the_figures_of_an_uninterrupted_one(tmp_p
     assert resumed["compile_time_s"] > 0 and resumed["wall_time_s"] > resumed["time_per_epoch_s"]
     # A finished run whose results.json was lost: nothing to train, figures from the checkpoint.
     os.remove(workdir / "results.json")
-    again = train.train_and_evaluate(_config(workdir, epochs=2))
+    again = trainer.train_and_evaluate(_config(workdir, epochs=2))
     for key in ("examples_per_second", "time_per_epoch_s", "peak_memory_bytes", "compile_time_s"):
         assert again[key] == resumed[key], key
     assert again["wall_time_s"] >= resumed["wall_time_s"]
@@ -192,7 +192,7 @@ def test_max_pooling_is_refused_when_the_step_is_made(method):
 
 
 def test_trainer_refuses_data_with_labels_outside_its_classes(monkeypatch):
-    load = train.datasets.load
+    load = trainer.datasets.load
 
     def bad_labels(name, split, **kwargs):
         data = load(name, split, **kwargs)
@@ -200,9 +200,9 @@ def test_trainer_refuses_data_with_labels_outside_its_classes(monkeypatch):
         labels[0] = data.num_classes
         return dataclasses.replace(data, labels=labels)
 
-    monkeypatch.setattr(train.datasets, "load", bad_labels)
+    monkeypatch.setattr(trainer.datasets, "load", bad_labels)
     with pytest.raises(ValueError, match=r"the (train|test) labels of digits must be class indices in \[0, 10\) \(10 classes\), got 1 outside"):
-        train.train_and_evaluate(_config())
+        trainer.train_and_evaluate(_config())
 
 
 # 4. The workdir, checked up front.
@@ -211,14 +211,14 @@ def test_workdir_that_is_a_file_or_not_writable_is_refused_up_front(tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     with pytest.raises(ValueError, match=r"^--workdir=.*a_file is a file, not a folder"):
-        train.train_and_evaluate(_config(a_file))
+        trainer.train_and_evaluate(_config(a_file))
     with pytest.raises(ValueError, match=r"^--workdir=.*a_file/run is not writable"):
-        train.train_and_evaluate(_config(a_file / "run"))
+        trainer.train_and_evaluate(_config(a_file / "run"))
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         with pytest.raises(ValueError, match="is not writable"):
-            train.train_and_evaluate(_config(locked))
+            trainer.train_and_evaluate(_config(locked))
 
 
 # 5. Unreadable checkpoints: one line each, and an explicit fresh start.
@@ -329,7 +329,7 @@ def test_image_folder_decoding_shows_progress(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow  # one short digits run (~4 s)
 def test_trainer_says_what_it_does_and_where_things_go(capsys):
-    train.train_and_evaluate(_config(train_examples=64, test_examples=32))
+    trainer.train_and_evaluate(_config(train_examples=64, test_examples=32))
     out = capsys.readouterr().out
     assert out.startswith("no --workdir: nothing is saved")
     assert "compiling the training step … done in " in out

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from safjax import config as config_lib
+from safjax import train_config as config_lib
 from safjax import losses
 from safjax import network as network_lib
 from safjax import neurons as neurons_lib

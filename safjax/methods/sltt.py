@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from safjax import config as config_lib
+from safjax import train_config as config_lib
 from safjax import losses
 from safjax import network as network_lib
 from safjax import simulate

@@ -34,7 +34,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from safjax import config as config_lib
+from safjax import train_config as config_lib
 from safjax import local_blocks, losses
 from safjax import network as network_lib
 from safjax import simulate

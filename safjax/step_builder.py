@@ -9,7 +9,7 @@ from typing import Callable
 import jax
 import optax
 
-from safjax import config as config_lib
+from safjax import train_config as config_lib
 from safjax import dropout, methods
 from safjax import network as network_lib
 

@@ -100,7 +100,7 @@ class ExperimentConfig:
 
     def train_config(self):
         """The `TrainConfig` every method shares, for this run."""
-        from safjax.config import TrainConfig
+        from safjax.train_config import TrainConfig
 
         return TrainConfig(mse_weight=self.mse_weight, unroll=True if self.unroll == 0 else self.unroll)
 

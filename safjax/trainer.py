@@ -22,10 +22,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from safjax import (datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
-                    parallel, progress, run_config, run_outputs, simulate)
+                    parallel, progress, run_record, run_outputs, simulate)
 from safjax import network as network_lib
 from safjax.checkpoints import Checkpointer
-from safjax.experiment import ExperimentConfig
+from safjax.experiment_config import ExperimentConfig
 from safjax.run_outputs import RESULTS_FILE, RunOutputs
 
 __all__ = ["ExperimentConfig", "train_and_evaluate"]
@@ -103,26 +103,26 @@ def _finished_results(workdir: str, config: ExperimentConfig) -> dict | None:
 
 def _prepare_workdir(config: ExperimentConfig, devices: int, restart: bool) -> dict | None:
     """Check the workdir up front and that it holds this run (or none); returns the results of an
-    already finished identical run, else None (see `safjax.run_config`)."""
+    already finished identical run, else None (see `safjax.run_record`)."""
     workdir = config.workdir
-    run_config.check_workdir(workdir)
+    run_record.check_workdir(workdir)
     if restart:
-        if jax.process_index() == 0 and run_config.restart(workdir):
+        if jax.process_index() == 0 and run_record.restart(workdir):
             _log(f"--restart: deleted the earlier run's checkpoints and outputs in {workdir}")
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("safjax restart")
-    if not run_config.has_run(workdir):
+    if not run_record.has_run(workdir):
         return None
-    stored = run_config.load(workdir)
+    stored = run_record.load(workdir)
     if stored is None:
-        _log(f"note: {workdir} holds checkpoints but no {run_config.CONFIG_FILE} (an older safjax): its "
+        _log(f"note: {workdir} holds checkpoints but no {run_record.CONFIG_FILE} (an older safjax): its "
              "settings cannot be checked; resuming as if they match.")
         return None
-    differing, notes = run_config.compare(stored, run_config.record(config, devices))
+    differing, notes = run_record.compare(stored, run_record.record(config, devices))
     if differing:
-        raise ValueError(run_config.refusal(workdir, differing))
+        raise ValueError(run_record.refusal(workdir, differing))
     finished = _finished_results(workdir, config)
     if finished is None and notes:
         _log(f"note: continuing the run in {workdir} with {'; '.join(notes)}")
@@ -134,7 +134,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
 
     With a ``workdir``, a rerun continues the run stored there (from its newest readable
     checkpoint; a finished one is not trained again) and refuses, in one line, a configuration that
-    would change its results (`safjax.run_config`); ``restart=True`` deletes that run first.
+    would change its results (`safjax.run_record`); ``restart=True`` deletes that run first.
     ``started`` is when the process started (`time.time()`), for the wall time reported at the end;
     default: now.
     """
@@ -198,7 +198,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
             before = meta.get("totals", {})  # time, examples and memory of the earlier attempts
             _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
     if config.workdir and jax.process_index() == 0:
-        run_config.save(config.workdir, run_config.record(config, num_devices))
+        run_record.save(config.workdir, run_record.record(config, num_devices))
         if first_step < total_steps and os.path.exists(os.path.join(config.workdir, RESULTS_FILE)):
             os.remove(os.path.join(config.workdir, RESULTS_FILE))  # a run extended to more epochs: not finished
     outputs = RunOutputs(config.workdir, first_step) if config.workdir and jax.process_index() == 0 else None

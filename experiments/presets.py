@@ -32,11 +32,11 @@ def resolve(preset_name: str, overrides: dict):
     """The `ExperimentConfig` of preset ``preset_name`` ('' = none) with ``overrides`` (the flags
     given explicitly: fields and method settings) applied on top. A preset's method settings are
     dropped when the chosen method does not take them; an explicit one is refused."""
-    from safjax import experiment
+    from safjax import experiment_config
 
     values = preset(preset_name) if preset_name else {}
     values.update(overrides)
-    return experiment.from_flags(values, explicit=set(overrides))
+    return experiment_config.from_flags(values, explicit=set(overrides))
 
 
 def preset(name: str) -> dict:
