@@ -62,6 +62,8 @@ class ExperimentConfig:
     seed: int = _field(0, "Seed for initialisation, data order and augmentation.")
     neuron: str = _field("lif", "Neuron model: {neurons}.")
     leak: float = _field(0.5, "LIF leak λ in (0, 1].")
+    reset: str = _field("soft", "Neuron reset: 'soft' (subtract V_th: what SAF and SR need) or 'hard' (to 0: "
+                        "exports to NIR exactly; BPTT, TBPTT and SLTT train it).")
     threshold: float = _field(1.0, "Firing threshold V_th > 0.")
     mse_weight: float = _field(0.0, "γ of the loss (1 − γ)·CE + γ·MSE (0.05 in the CIFAR presets).")
     unroll: int = _field(1, "lax.scan unroll factor of the time loop (0 = fully unrolled).")
@@ -134,6 +136,7 @@ class ExperimentConfig:
             (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
             (self.neuron in neurons.NEURONS, "neuron", f"one of {', '.join(neurons.NEURONS)}"),
             (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),
+            (self.reset in ("soft", "hard"), "reset", "'soft' or 'hard'"),
             (math.isfinite(self.threshold) and self.threshold > 0, "threshold", "a number > 0"),
             (0.0 <= self.mse_weight <= 1.0, "mse_weight", "a number in [0, 1]"),
             (self.unroll >= 0, "unroll", "0 (fully unrolled) or a factor ≥ 1"),

@@ -9,13 +9,14 @@ from flax import nnx
 from safjax import neurons, nn
 
 
-def neuron_module(neuron: str, leak: float, threshold: float) -> nn.Neuron:
-    """A layer of the registered neuron model ``neuron`` (`safjax.neurons.NEURONS`) with leak λ
-    and threshold V_th."""
-    return nn.Neuron(neurons.make(neuron, leak, threshold))
+def neuron_module(neuron: str, leak: float, threshold: float, reset: str = "soft") -> nn.Neuron:
+    """A layer of the registered neuron model ``neuron`` (`safjax.neurons.NEURONS`) with leak λ,
+    threshold V_th and reset (``"soft"`` subtracts V_th, ``"hard"`` resets to 0)."""
+    return nn.Neuron(neurons.make(neuron, leak, threshold, reset))
 
 
-def sequential(modules: list, input_shape: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
+def sequential(modules: list, input_shape: tuple[int, ...], dropout: float = 0.0,
+        reset: str = "soft") -> nn.Sequential:
     """``nn.Sequential(*modules)``, with ``nn.Dropout(dropout)`` after every neuron module when
     ``dropout > 0`` (a mask per minibatch held over T on each layer's spikes, docs/methods.md §1.7;
     with 0 the network and its parameters are exactly those without dropout)."""
@@ -36,12 +37,13 @@ def scaled(channels: int, width: float) -> int:
 
 def digits_mlp(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                num_classes: int = 10, input_shape: tuple[int, ...] = (8, 8, 1),
-               hidden: int = 256, width: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
+               hidden: int = 256, width: float = 1.0, dropout: float = 0.0,
+        reset: str = "soft") -> nn.Sequential:
     """Flattened image (8×8×1 digits) → ``hidden``·``width`` spiking neurons → ``num_classes`` readout."""
     hidden = scaled(hidden, width)
     return sequential([
         nn.Flatten(), nn.Dense(math.prod(input_shape), hidden, rngs=rngs),
-        neuron_module(neuron, leak, threshold), nn.Dense(hidden, num_classes, rngs=rngs),
+        neuron_module(neuron, leak, threshold, reset), nn.Dense(hidden, num_classes, rngs=rngs),
     ], input_shape, dropout)
 
 
@@ -51,7 +53,8 @@ WS_SCALE = 2.74  # fixed scale after each LIF in the reference VGG (docs/methods
 
 def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
               num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
-              feedback: bool = False, width: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
+              feedback: bool = False, width: float = 1.0, dropout: float = 0.0,
+        reset: str = "soft") -> nn.Sequential:
     """VGG-11 (sWS) of docs/methods.md §8: 3×3 scaled-WS convs
     [64, 128, A, 256, 256, A, 512, 512, A, 512, 512], A = average pool 2, LIF and a fixed ×2.74
     after each conv, no BatchNorm, global average pool and a dense readout. Any input size
@@ -78,7 +81,7 @@ def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold:
         if not first:
             modules.append(nn.Scale(WS_SCALE))
         spec = scaled(spec, width)
-        modules += [nn.ScaledWSConv(channels, spec, rngs=rngs), neuron_module(neuron, leak, threshold)]
+        modules += [nn.ScaledWSConv(channels, spec, rngs=rngs), neuron_module(neuron, leak, threshold, reset)]
         channels, first = spec, False
     modules += [nn.Scale(WS_SCALE), nn.GlobalAvgPool(), nn.Dense(channels, num_classes, rngs=rngs)]
     return sequential(modules, input_shape, dropout)
@@ -86,10 +89,12 @@ def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold:
 
 def vgg_f(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
           num_classes: int = 100, input_shape: tuple[int, int, int] = (32, 32, 3),
-          width: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
+          width: float = 1.0, dropout: float = 0.0,
+        reset: str = "soft") -> nn.Sequential:
     """VGG-F (docs/methods.md §8, the CIFAR-100 model): `vgg11_sws` with the 512→64 feedback into
     layer 1."""
-    return vgg11_sws(rngs, neuron, leak, threshold, num_classes, input_shape, feedback=True, width=width, dropout=dropout)
+    return vgg11_sws(rngs, neuron, leak, threshold, num_classes, input_shape, feedback=True, width=width, dropout=dropout,
+                     reset=reset)
 
 
 ALEXNET_CHANNELS = (64, "A", 192, "A", 384, 256, 256, "A")
@@ -97,7 +102,8 @@ ALEXNET_CHANNELS = (64, "A", 192, "A", 384, 256, 256, "A")
 
 def alexnet_snn(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                 num_classes: int = 10, input_shape: tuple[int, int, int] = (48, 48, 2),
-                hidden: int = 512, width: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
+                hidden: int = 512, width: float = 1.0, dropout: float = 0.0,
+        reset: str = "soft") -> nn.Sequential:
     """An AlexNet-style SNN for DVS frames (48×48×2 CIFAR10-DVS by default): 3×3 convs
     [64, A, 192, A, 384, 256, 256, A] each followed by LIF, a spiking dense layer of ``hidden``
     neurons and a dense readout (six spiking layers); ``width`` multiplies every width."""
@@ -111,17 +117,18 @@ def alexnet_snn(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshol
             modules.append(nn.AvgPool(2))
             continue
         spec = scaled(spec, width)
-        modules += [nn.Conv(channels, spec, rngs=rngs), neuron_module(neuron, leak, threshold)]
+        modules += [nn.Conv(channels, spec, rngs=rngs), neuron_module(neuron, leak, threshold, reset)]
         channels = spec
     flat = (input_shape[0] // 8) * (input_shape[1] // 8) * channels
-    modules += [nn.Flatten(), nn.Dense(flat, hidden, rngs=rngs), neuron_module(neuron, leak, threshold),
+    modules += [nn.Flatten(), nn.Dense(flat, hidden, rngs=rngs), neuron_module(neuron, leak, threshold, reset),
                 nn.Dense(hidden, num_classes, rngs=rngs)]
     return sequential(modules, input_shape, dropout)
 
 
 def event_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 2),
-               hidden: int = 128, width: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
+               hidden: int = 128, width: float = 1.0, dropout: float = 0.0,
+        reset: str = "soft") -> nn.Sequential:
     """A small four-layer conv SNN for the embedded event digits (CPU-sized): conv 16, LIF,
     avg-pool 2, conv 32, LIF, avg-pool 2, conv 32, LIF, dense ``hidden``, LIF, dense readout;
     ``width`` multiplies every width."""
@@ -130,24 +137,25 @@ def event_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold
     c1, c2, hidden = scaled(16, width), scaled(32, width), scaled(hidden, width)
     flat = (input_shape[0] // 4) * (input_shape[1] // 4) * c2
     return sequential([
-        nn.Conv(input_shape[-1], c1, rngs=rngs), neuron_module(neuron, leak, threshold), nn.AvgPool(2),
-        nn.Conv(c1, c2, rngs=rngs), neuron_module(neuron, leak, threshold), nn.AvgPool(2),
-        nn.Conv(c2, c2, rngs=rngs), neuron_module(neuron, leak, threshold),
-        nn.Flatten(), nn.Dense(flat, hidden, rngs=rngs), neuron_module(neuron, leak, threshold),
+        nn.Conv(input_shape[-1], c1, rngs=rngs), neuron_module(neuron, leak, threshold, reset), nn.AvgPool(2),
+        nn.Conv(c1, c2, rngs=rngs), neuron_module(neuron, leak, threshold, reset), nn.AvgPool(2),
+        nn.Conv(c2, c2, rngs=rngs), neuron_module(neuron, leak, threshold, reset),
+        nn.Flatten(), nn.Dense(flat, hidden, rngs=rngs), neuron_module(neuron, leak, threshold, reset),
         nn.Dense(hidden, num_classes, rngs=rngs),
     ], input_shape, dropout)
 
 
 def reference_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                    num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
-                   width: float = 1.0, dropout: float = 0.0) -> nn.Sequential:
+                   width: float = 1.0, dropout: float = 0.0,
+        reset: str = "soft") -> nn.Sequential:
     """The peer-comparison network: conv3×3 C→64, LIF, conv 64→128, LIF, avg-pool 2,
     conv 128→128, LIF, avg-pool 2, dense → ``num_classes``; ``width`` multiplies every width."""
     size, c1, c2 = input_shape[0] // 4, scaled(64, width), scaled(128, width)
     return sequential([
-        nn.Conv(input_shape[-1], c1, rngs=rngs), neuron_module(neuron, leak, threshold),
-        nn.Conv(c1, c2, rngs=rngs), neuron_module(neuron, leak, threshold),
-        nn.AvgPool(2), nn.Conv(c2, c2, rngs=rngs), neuron_module(neuron, leak, threshold),
+        nn.Conv(input_shape[-1], c1, rngs=rngs), neuron_module(neuron, leak, threshold, reset),
+        nn.Conv(c1, c2, rngs=rngs), neuron_module(neuron, leak, threshold, reset),
+        nn.AvgPool(2), nn.Conv(c2, c2, rngs=rngs), neuron_module(neuron, leak, threshold, reset),
         nn.AvgPool(2), nn.Flatten(), nn.Dense(size * size * c2, num_classes, rngs=rngs),
     ], input_shape, dropout)
 

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +130,34 @@ def _prepare_workdir(config: ExperimentConfig, devices: int, restart: bool) -> d
     return finished
 
 
+class RunSetup(NamedTuple):
+    """What a run starts from (before any checkpoint is restored)."""
+
+    net: network_lib.Network
+    method: object  # safjax.methods.Method
+    params: object  # the method's params (the network's, plus e.g. TL-BPTT's heads)
+    optimizer: object  # optax.GradientTransformation
+    opt_state: object
+
+
+def initial_state(config: ExperimentConfig, train_set: datasets.Dataset) -> RunSetup:
+    """The model, method, initial params, optimizer and its state of ``config`` for ``train_set``
+    (also the template a checkpoint of the run is restored into, e.g. by `safjax.deploy`)."""
+    steps_per_epoch = len(train_set) // config.batch_size
+    model = models.MODELS[config.model_name](
+        nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold,
+        train_set.num_classes, train_set.input_shape, width=config.width, dropout=config.dropout,
+        reset=config.reset,
+    )
+    net, method = model.network, config.build_method()
+    params = method.init_params(net, model.params(), jax.random.key(config.seed))
+    updates = method.updates_per_minibatch(config.time_steps)
+    optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
+                                          config.schedule, config.epochs, updates * steps_per_epoch,
+                                          config.gradient_clip)
+    return RunSetup(net, method, params, optimizer, optimizer.init(params))
+
+
 def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started: float | None = None) -> dict:
     """Train, evaluate on the test split after every epoch, return (and save) the results.
 
@@ -163,17 +192,8 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
         raise ValueError(f"--batch_size={config.batch_size} is invalid: it exceeds the "
                          f"{len(train_set)} training examples.")
     total_steps = config.epochs * steps_per_epoch
-    model = models.MODELS[config.model_name](
-        nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold,
-        train_set.num_classes, train_set.input_shape, width=config.width, dropout=config.dropout,
-    )
-    net, method, train_config = model.network, config.build_method(), config.train_config()
-    params = method.init_params(net, model.params(), jax.random.key(config.seed))
-    updates = method.updates_per_minibatch(config.time_steps)
-    optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
-                                          config.schedule, config.epochs, updates * steps_per_epoch,
-                                          config.gradient_clip)
-    opt_state = optimizer.init(params)
+    net, method, params, optimizer, opt_state = initial_state(config, train_set)
+    train_config = config.train_config()
     to_time_major = _time_major(train_set.temporal, config.time_steps)
     step = parallel.make_parallel_train_step(method, net, optimizer, mesh, train_config,
                                              prepare_inputs=to_time_major, donate=True)
@@ -343,6 +363,9 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
         # Recomputed from the whole history, so a resumed or rerun run reports the same warnings.
         "warnings": list(learning_monitor.learning_warnings(history, first_loss, train_set.num_classes).values()),
     }
+    if lead:  # synaptic operations and energy per inference on the test set (safjax.energy)
+        results.update(_energy_results(net, method.network_params(params), test_set, to_time_major,
+                                       config.eval_batch_size))
     if outputs:
         spikes = _example_spikes(net, method.network_params(params), test_set, to_time_major)
         outputs.finish(results, history, spikes, run_outputs.layer_names(net), title=run_outputs.run_title(results))
@@ -372,3 +395,21 @@ def _example_spikes(net, params, test_set, to_time_major) -> list[np.ndarray]:
     params = jax.device_get(params)
     _, spikes = jax.jit(lambda p, x: simulate.run(net, p, x))(params, inputs)
     return [np.asarray(s[:, 0]).reshape(s.shape[0], -1) for s in spikes]
+
+
+def _energy_results(net, params, test_set, to_time_major, batch_size) -> dict:
+    """``synaptic_operations`` (the `safjax.energy` report) and ``energy_estimate`` of the plain
+    SNN over the whole test set, in ``batch_size`` batches on the first device; a run whose network
+    cannot be counted gets a note instead (and neither key)."""
+    from safjax import energy
+
+    params = jax.device_get(params)
+    batches = ((to_time_major(jnp.asarray(inputs)), num_valid)
+               for inputs, _, num_valid in input_pipeline.eval_batches(test_set, batch_size))
+    try:
+        report = energy.dataset_report(net, params, batches, analog_input=not test_set.temporal)
+    except ValueError as error:
+        _log(f"note: no synaptic-operation count or energy estimate: {error}")
+        return {}
+    _log(energy.summary_line(report))
+    return {"synaptic_operations": report, "energy_estimate": energy.energy(report)}

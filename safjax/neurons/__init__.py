@@ -14,20 +14,21 @@ from safjax.neurons.base import ACCUMULATION, TRACES, NeuronModel, check_neuron,
 from safjax.neurons.lif import (RESET_MODES, LIFConfig, LIFState, init_lif_state, integrate_and_fire, lif,
                                 lif_step)
 
-# name → factory(leak, threshold) of a neuron model with that leak λ and threshold V_th (the
-# run configuration's --neuron, --leak, --threshold); the factory's other settings keep their defaults.
+# name → factory(leak, threshold, reset) of a neuron model with that leak λ, threshold V_th and reset
+# ("soft" or "hard"; the run configuration's --neuron, --leak, --threshold, --reset); the factory's
+# other settings keep their defaults.
 NEURONS: dict[str, Callable[..., NeuronModel]] = {
-    "lif": lambda leak, threshold: lif(leak, threshold),
-    "if": lambda leak, threshold: integrate_and_fire(threshold),
-    "alif": lambda leak, threshold: alif(leak, threshold),
+    "lif": lambda leak, threshold, reset: lif(leak, threshold, reset),
+    "if": lambda leak, threshold, reset: integrate_and_fire(threshold, reset),
+    "alif": lambda leak, threshold, reset: alif(leak, threshold, reset=reset),
 }
 
 
-def make(name: str, leak: float = 0.5, threshold: float = 1.0) -> NeuronModel:
-    """The registered neuron ``name`` with leak λ and threshold V_th; a clear error otherwise."""
+def make(name: str, leak: float = 0.5, threshold: float = 1.0, reset: str = "soft") -> NeuronModel:
+    """The registered neuron ``name`` with leak λ, threshold V_th and reset; a clear error otherwise."""
     if name not in NEURONS:
         raise ValueError(f"unknown neuron {name!r}; valid neurons: {', '.join(NEURONS)}.")
-    return NEURONS[name](leak, threshold)
+    return NEURONS[name](leak, threshold, reset)
 
 
 __all__ = ["ACCUMULATION", "NEURONS", "RESET_MODES", "TRACES", "ALIFConfig", "ALIFState", "LIFConfig",

@@ -1,0 +1,123 @@
+"""Take a trained run out of safjax: its network as a NIR file, with what that costs in accuracy and
+what one inference costs in synaptic operations (docs/deploy.md). `experiments/export.py` is the
+command-line front end.
+
+`export_run` reads a run's workdir (config.json, the newest checkpoint), and on the run's test set
+measures
+
+- the inference conversion (docs/methods.md §4.7): the accuracy of the trained parameters in the
+  training-mode SAF forward against the spike-propagating LIF net they run in (SAF-compatible
+  networks; for the others the two are the same net);
+- the exported graph: written with `safjax.nir.export`, read back with `nir.read`, imported with
+  `safjax.nir.to_network` and evaluated — equal to the LIF net for a hard-reset network, and, for
+  the approximate export of a soft-reset one (``reset="zero"``), the accuracy change it costs;
+- the synaptic operations and energy estimate of one inference (`safjax.energy`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from safjax import energy, experiment_config, input_pipeline, inference, run_record, simulate
+from safjax import nir as nir_lib
+from safjax.checkpoints import Checkpointer
+
+
+def load_run(workdir: str):
+    """(config, train set, test set, network, network params) of the newest checkpoint in ``workdir``."""
+    from safjax import trainer
+
+    stored = run_record.load(workdir)
+    if stored is None:
+        raise ValueError(f"--workdir={workdir} holds no run (no readable {run_record.CONFIG_FILE} or results.json): "
+                         "pass the --workdir of a training run.")
+    values = {k: v for k, v in stored.items() if k not in ("devices", "num_processes")}
+    config = experiment_config.from_flags(values)
+    train_set, test_set = trainer._load_data(config)
+    setup = trainer.initial_state(config, train_set)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        restored = checkpointer.restore_latest({"params": setup.params, "opt_state": setup.opt_state}, log=lambda _: None)
+    finally:
+        checkpointer.close()
+    if restored is None:
+        raise ValueError(f"--workdir={workdir} holds no readable checkpoint: train the run first.")
+    step, state, _ = restored
+    return config, train_set, test_set, setup.net, setup.method.network_params(state["params"]), step
+
+
+def accuracy(forward: Callable, params, test_set, time_steps: int, batch_size: int = 256) -> float:
+    """Test accuracy of ``forward(params, inputs [T, B, ...]) -> outputs [T, B, C]`` (prediction =
+    argmax Σ_t o[t]) over every example of ``test_set``, on the default device."""
+    from safjax import trainer
+
+    to_time_major = trainer._time_major(test_set.temporal, time_steps)
+
+    @jax.jit
+    def correct(params, inputs, labels, valid):
+        outputs = forward(params, to_time_major(inputs))
+        return jnp.sum((jnp.argmax(outputs.sum(0), -1) == labels) & valid)
+
+    total = 0
+    rows = input_pipeline.process_rows(batch_size, 0, 1)
+    for inputs, labels, num_valid in input_pipeline.eval_batches(test_set, batch_size, rows):
+        valid = np.arange(len(labels)) < num_valid
+        total += int(correct(params, jnp.asarray(inputs), jnp.asarray(labels), jnp.asarray(valid)))
+    return total / len(test_set)
+
+
+def _saf_compatible(net) -> bool:
+    try:
+        inference.saf.validate(net, "conversion")
+    except ValueError:
+        return False
+    return True
+
+
+def export_run(workdir: str, output: str, *, reset: str = "refuse", dt: float = nir_lib.DEFAULT_DT,
+               discretisation: str = "euler", fold_scales: bool = True, batch_size: int = 256,
+               log: Callable[[str], None] = print) -> dict:
+    """Export the run in ``workdir`` to the NIR file ``output`` and measure it (see the module
+    docstring); returns the figures it printed."""
+    config, _, test_set, net, params, step = load_run(workdir)
+    log(f"{workdir}: {config.method} on {config.dataset}, model {config.model_name}, T={config.time_steps}, "
+        f"checkpoint at minibatch {step}; {len(test_set)} test examples")
+    lif = lambda p, x: simulate.run(net, p, x)[0]  # noqa: E731
+    report = {"workdir": workdir, "output": output, "checkpoint_step": step}
+    report["lif_accuracy"] = accuracy(lif, params, test_set, config.time_steps, batch_size)
+    if _saf_compatible(net):
+        report["training_mode_accuracy"] = accuracy(lambda p, x: inference.saf_outputs(net, p, x), params, test_set,
+                                                    config.time_steps, batch_size)
+        log(f"conversion (docs/methods.md §4.7): training-mode (SAF) accuracy {report['training_mode_accuracy']:.4f} → "
+            f"spiking LIF net {report['lif_accuracy']:.4f} "
+            f"({100 * (report['lif_accuracy'] - report['training_mode_accuracy']):+.2f} points)")
+    else:
+        log(f"spiking LIF net accuracy {report['lif_accuracy']:.4f} (trained and run as the same net: no conversion)")
+    exported = nir_lib.export(net, params, reset=reset, dt=dt, discretisation=discretisation, fold_scales=fold_scales)
+    nir_lib.write(output, exported.graph)
+    for line in exported.folded:
+        log(f"  folded {line}")
+    for line in exported.approximations:
+        log(f"  approximation: {line}")
+    imported_net, imported_params = nir_lib.to_network(nir_lib.read(output))
+    report["exported_accuracy"] = accuracy(lambda p, x: simulate.run(imported_net, p, x)[0], imported_params,
+                                           test_set, config.time_steps, batch_size)
+    report.update(node_count=exported.node_count, folded=exported.folded, approximations=exported.approximations)
+    change = 100 * (report["exported_accuracy"] - report["lif_accuracy"])
+    kind = "approximate (reset to 0)" if exported.approximations else "exact"
+    log(f"wrote {output}: {exported.node_count} NIR nodes, {kind}; read back and run: accuracy "
+        f"{report['lif_accuracy']:.4f} → {report['exported_accuracy']:.4f} ({change:+.2f} points)")
+    from safjax import trainer
+
+    to_time_major = trainer._time_major(test_set.temporal, config.time_steps)
+    batches = ((to_time_major(jnp.asarray(inputs)), num_valid)
+               for inputs, _, num_valid in input_pipeline.eval_batches(test_set, batch_size))
+    operations = energy.dataset_report(net, jax.device_get(params), batches, analog_input=not test_set.temporal)
+    report.update(synaptic_operations=operations, energy_estimate=energy.energy(operations))
+    log("synaptic operations per inference on the test set:\n" + energy.format_table(operations))
+    return report
