@@ -27,6 +27,8 @@ flags.DEFINE_enum("discretisation", "euler", list(nir_lib.DISCRETISATIONS),
                   "λ ↔ τ: 'euler' λ = 1 − dt/τ (snnTorch, Norse) or 'exact' λ = exp(−dt/τ).")
 flags.DEFINE_bool("fold_scales", True, "Fold fixed scales and pooling's 1/w² into the weights (portable node "
                   "types); false keeps Scale/AvgPool2d nodes (bit-identical round trip).")
+flags.DEFINE_integer("cross_check", -1, "Also run the exported graph in snnTorch (needs torch, snntorch, nirtorch) "
+                     "on this many test examples (0 = all; -1 = no cross-check) and report the agreement.")
 flags.DEFINE_string("report", "", "Also write the figures as JSON here.")
 
 
@@ -39,7 +41,8 @@ def main(argv):
 
     try:
         report = deploy.export_run(FLAGS.workdir, FLAGS.output, reset=FLAGS.reset, dt=FLAGS.dt,
-                                   discretisation=FLAGS.discretisation, fold_scales=FLAGS.fold_scales)
+                                   discretisation=FLAGS.discretisation, fold_scales=FLAGS.fold_scales,
+                                   cross_check_examples=FLAGS.cross_check)
     except (ValueError, FileNotFoundError, ImportError) as error:
         sys.exit(f"error: {error}")
     if FLAGS.report:

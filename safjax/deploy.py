@@ -79,11 +79,44 @@ def _saf_compatible(net) -> bool:
     return True
 
 
+def snntorch_agreement(graph, net, params, test_set, time_steps: int, examples: int = 0) -> dict:
+    """Run ``graph`` in snnTorch (``snntorch.import_nir.import_from_nir``; needs torch and snntorch)
+    on the first ``examples`` test examples (0 = all), one unbatched example at a time (C·H·W), and
+    compare its predictions (argmax Σ_t o[t]) with the safjax spiking net ``net``'s."""
+    try:
+        import torch
+        from snntorch.import_nir import import_from_nir
+    except ImportError as error:
+        raise ImportError(f"the snnTorch cross-check needs torch and snntorch ({error}); pip install snntorch "
+                          "nirtorch torch.") from None
+    from safjax import trainer
+
+    count = len(test_set) if examples <= 0 else min(examples, len(test_set))
+    to_time_major = trainer._time_major(test_set.temporal, time_steps)
+    inputs = np.asarray(to_time_major(jnp.asarray(input_pipeline.make_batch(
+        test_set, np.arange(count), augment=False, seed=0, epoch=0, step=0)[0])), np.float32)  # [T, N, ...]
+    ours = np.asarray(simulate.run(net, params, jnp.asarray(inputs))[0]).sum(0)  # [N, C]
+    module = import_from_nir(graph)
+    theirs = []
+    with torch.no_grad():
+        for i in range(count):
+            state, total = None, 0.0
+            for x_t in inputs[:, i]:
+                x_t = np.ascontiguousarray(x_t.transpose(2, 0, 1) if x_t.ndim == 3 else x_t)  # NIR: C·H·W
+                out, state = module(torch.from_numpy(x_t), state)
+                total = total + out.numpy()
+            theirs.append(total)
+    theirs = np.stack(theirs)
+    return {"examples": count, "prediction_agreement": float(np.mean(theirs.argmax(-1) == ours.argmax(-1))),
+            "max_abs_output_difference": float(np.max(np.abs(theirs - ours)))}
+
+
 def export_run(workdir: str, output: str, *, reset: str = "refuse", dt: float = nir_lib.DEFAULT_DT,
                discretisation: str = "euler", fold_scales: bool = True, batch_size: int = 256,
-               log: Callable[[str], None] = print) -> dict:
+               cross_check_examples: int = -1, log: Callable[[str], None] = print) -> dict:
     """Export the run in ``workdir`` to the NIR file ``output`` and measure it (see the module
-    docstring); returns the figures it printed."""
+    docstring); returns the figures it printed. ``cross_check_examples`` ≥ 0 also runs the exported
+    graph in snnTorch on that many test examples (0 = all) and reports the agreement."""
     config, _, test_set, net, params, step = load_run(workdir)
     log(f"{workdir}: {config.method} on {config.dataset}, model {config.model_name}, T={config.time_steps}, "
         f"checkpoint at minibatch {step}; {len(test_set)} test examples")
@@ -112,6 +145,12 @@ def export_run(workdir: str, output: str, *, reset: str = "refuse", dt: float = 
     kind = "approximate (reset to 0)" if exported.approximations else "exact"
     log(f"wrote {output}: {exported.node_count} NIR nodes, {kind}; read back and run: accuracy "
         f"{report['lif_accuracy']:.4f} → {report['exported_accuracy']:.4f} ({change:+.2f} points)")
+    if cross_check_examples >= 0:
+        check = snntorch_agreement(nir_lib.read(output), imported_net, imported_params, test_set, config.time_steps,
+                                   cross_check_examples)
+        report["snntorch"] = check
+        log(f"snnTorch runs {output} on {check['examples']} test examples: predictions agree with safjax's on "
+            f"{100 * check['prediction_agreement']:.2f} %, outputs differ by ≤ {check['max_abs_output_difference']:.2e}")
     from safjax import trainer
 
     to_time_major = trainer._time_major(test_set.temporal, config.time_steps)
