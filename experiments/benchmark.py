@@ -35,6 +35,7 @@ flags.DEFINE_integer("batch_size", 32, "Minibatch size.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up).")
 flags.DEFINE_string("unroll", "1", "lax.scan unroll factor of the time loop (0 = fully unrolled, as in "
                     "experiments.train; 'true' is accepted for 0).")
+flags.DEFINE_enum("precision", "f32", ["f32", "bf16"], "Synaptic operators in f32 or bf16 (f32 accumulation).")
 flags.DEFINE_string("conv_weight_grad", "auto", "Conv weight gradient: auto (swapped on CPU), swapped, plain.")
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
 _SETTINGS = benchmark.methods.all_settings()  # every method's settings, a flag each (as in experiments.train)
@@ -93,9 +94,10 @@ def main(argv):
         names, steps, unroll = _parse()
     except ValueError as error:
         sys.exit(f"error: {error}")
-    net, params = benchmark.build(FLAGS.model, FLAGS.dataset, conv_weight_grad=FLAGS.conv_weight_grad)
+    net, params = benchmark.build(FLAGS.model, FLAGS.dataset, conv_weight_grad=FLAGS.conv_weight_grad,
+                                  precision=FLAGS.precision)
     env = benchmark.environment()
-    print(f"{FLAGS.model} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}, "
+    print(f"{FLAGS.model} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}, {FLAGS.precision}, "
           f"conv weight grad {FLAGS.conv_weight_grad}; "
           f"{env['device_count']}× {env['device_kind']} ({env['backend']}), jax {env['jax']}", flush=True)
     print(benchmark.HEADER, flush=True)
@@ -112,7 +114,7 @@ def main(argv):
         with open(FLAGS.output, "w") as f:
             json.dump({"environment": benchmark.environment(), "model": FLAGS.model,
                        "settings": _given_settings(),
-                       "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad,
+                       "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad, "precision": FLAGS.precision,
                        "records": records}, f, indent=2)
 
 

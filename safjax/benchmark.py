@@ -20,6 +20,7 @@ from flax import nnx
 
 from safjax import train_config as config_lib
 from safjax import costs, methods, models, ops, step_builder
+from safjax import precision as precision_lib
 from safjax import network as network_lib
 
 DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
@@ -56,11 +57,11 @@ def _inputs(net, num_steps: int, batch_size: int):
 CONV_WEIGHT_GRADS = {"auto": None, "swapped": True, "plain": False}
 
 
-def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto"):
+def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto", precision: str = "f32"):
     """(net, float32 params) of a registered model at the data set's input shape.
 
     ``conv_weight_grad``: "auto" (swapped-axes weight gradient on CPU only), "swapped" or "plain"
-    (see `safjax.conv`).
+    (see `safjax.conv`). ``precision``: "f32" or "bf16" synaptic operators (`safjax.precision`).
     """
     input_shape, num_classes = DATASET_SHAPES[dataset]
     module = models.MODELS[model](nnx.Rngs(seed), num_classes=num_classes, input_shape=input_shape)
@@ -69,7 +70,8 @@ def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto
     def set_weight_grad(op):
         return dataclasses.replace(op, swapped_weight_grad=swapped) if isinstance(op, ops.Conv) else op
 
-    return network_lib.map_operators(module.network, set_weight_grad), module.params()
+    net = network_lib.map_operators(module.network, set_weight_grad)
+    return precision_lib.with_precision(net, precision), module.params()
 
 
 def measure(

@@ -66,13 +66,20 @@ def supports_swapped_weight_grad(kernel_size: int, stride: int, padding: str) ->
 
 
 def conv2d(
-    x: Array, kernel: Array, stride: int = 1, padding: str = "SAME", swapped_weight_grad: bool = False
+    x: Array, kernel: Array, stride: int = 1, padding: str = "SAME", swapped_weight_grad: bool = False,
+    compute_dtype: str | None = None,
 ) -> Array:
     """Convolve ``x`` [B, H, W, C_in] with ``kernel`` [k, k, C_in, C_out] → [B, H', W', C_out].
 
     Mixed dtypes promote as in a matmul (float32 spikes with float64 weights compute in float64).
+    ``compute_dtype`` (e.g. ``"bfloat16"``) casts both operands and accumulates into the promoted
+    dtype (mixed precision; the plain convolution, whose gradient JAX derives).
     """
     dtype = jnp.result_type(x, kernel)
+    if compute_dtype is not None:
+        return jax.lax.conv_general_dilated(
+            x.astype(compute_dtype), kernel.astype(compute_dtype), (stride, stride), padding,
+            dimension_numbers=_DIMS, preferred_element_type=dtype)
     x, kernel = x.astype(dtype), kernel.astype(dtype)
     if swapped_weight_grad and supports_swapped_weight_grad(kernel.shape[0], stride, padding):
         return _swapped_grad_conv(x, kernel)

@@ -41,6 +41,8 @@ class ExperimentConfig:
                           "once, then cached as arrays in ~/.cache/safjax, or $SAFJAX_CACHE_DIR: 60–215 MB "
                           "for CIFAR-sized sets; event frames are cached there too).")
     model: str = _field("", "Model: {models} ('' = the data set's default).")
+    precision: str = _field("f32", "Synaptic operators in 'f32' or 'bf16' (bf16 operands, f32 accumulation; "
+                            "parameters, optimizer state, neuron states and the loss stay f32; safjax/precision.py).")
     dropout: float = _field(0.0, "Neuron dropout rate p after every spiking layer: one mask per minibatch, held "
                             "over the T steps, identity at evaluation (docs/methods.md §1.7); 0 = none.")
     width: float = _field(1.0, "Channel-width multiplier of the model (e.g. 0.125: VGG-11 with 8…64 channels, CPU-sized).")
@@ -125,6 +127,7 @@ class ExperimentConfig:
             (self.model_name in models.MODELS, "model", f"one of {', '.join(models.MODELS)}"),
             (math.isfinite(self.width) and self.width > 0, "width", "a channel-width multiplier > 0 (1 = the paper's widths)"),
             (0.0 <= self.dropout < 1.0, "dropout", "a rate in [0, 1) (0 = no dropout)"),
+            (self.precision in ("f32", "bf16"), "precision", "'f32' or 'bf16'"),
             (self.time_steps >= 1, "time_steps", "an integer ≥ 1"),
             (self.epochs >= 1, "epochs", "an integer ≥ 1"),
             (self.batch_size >= 1, "batch_size", "an integer ≥ 1"),

@@ -41,6 +41,13 @@ def _positive_int(name: str, value: Any, op: str) -> None:
     )
 
 
+COMPUTE_DTYPES = (None, "bfloat16", "float16", "float32")
+
+
+def _check_compute_dtype(value, op: str) -> None:
+    _require(value in COMPUTE_DTYPES, f"{op}: `compute_dtype` must be one of {COMPUTE_DTYPES}, got {value!r}.")
+
+
 def _check_rank(op: str, in_shape: Shape, rank: int, layout: str) -> None:
     _require(
         len(in_shape) == rank,
@@ -55,11 +62,13 @@ class Dense:
 
     features: int
     use_bias: bool = True
+    compute_dtype: str | None = None
     linear = True
     synaptic = True
 
     def __post_init__(self):
         _positive_int("features", self.features, "Dense")
+        _check_compute_dtype(self.compute_dtype, "Dense")
 
     def out_shape(self, in_shape: Shape) -> Shape:
         _check_rank("Dense", in_shape, 1, "(F_in,)")
@@ -77,7 +86,12 @@ class Dense:
         return params["kernel"]
 
     def apply(self, params: Params, x: Array, bias_scale: Array | float = 1.0) -> Array:
-        y = x @ self.weight(params)
+        kernel = self.weight(params)
+        if self.compute_dtype is None:
+            y = x @ kernel
+        else:  # e.g. bf16 operands, accumulated and returned in the parameters' dtype
+            out = jnp.result_type(x, kernel)
+            y = jnp.matmul(x.astype(self.compute_dtype), kernel.astype(self.compute_dtype), preferred_element_type=out)
         return y + bias_scale * params["bias"] if self.use_bias else y
 
 
@@ -121,6 +135,7 @@ class Conv:
     padding: str = "SAME"
     use_bias: bool = True
     swapped_weight_grad: bool | None = None
+    compute_dtype: str | None = None
     linear = True
     synaptic = True
 
@@ -157,7 +172,7 @@ class Conv:
         swapped = self.swapped_weight_grad
         if swapped is None:
             swapped = jax.default_backend() == "cpu"
-        y = conv_lib.conv2d(x, self.weight(params), self.stride, self.padding, swapped)
+        y = conv_lib.conv2d(x, self.weight(params), self.stride, self.padding, swapped, self.compute_dtype)
         return y + bias_scale * params["bias"] if self.use_bias else y
 
 

@@ -22,7 +22,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from safjax import (datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
+from safjax import (datasets, encoding, input_pipeline, learning_monitor, models, optimizers, precision,
                     parallel, progress, run_record, run_outputs, simulate)
 from safjax import network as network_lib
 from safjax.checkpoints import Checkpointer
@@ -149,7 +149,7 @@ def initial_state(config: ExperimentConfig, train_set: datasets.Dataset) -> RunS
         train_set.num_classes, train_set.input_shape, width=config.width, dropout=config.dropout,
         reset=config.reset,
     )
-    net, method = model.network, config.build_method()
+    net, method = precision.with_precision(model.network, config.precision), config.build_method()
     params = method.init_params(net, model.params(), jax.random.key(config.seed))
     updates = method.updates_per_minibatch(config.time_steps)
     optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
