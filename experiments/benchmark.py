@@ -43,6 +43,8 @@ for _name, (_setting, _owners) in _SETTINGS.items():
     _DEFINE[_setting.type](_name, _setting.default, f"{', '.join(_owners)}: {_setting.help} Reaches every "
                            "benchmarked method that takes it.")
 flags.DEFINE_string("plot", "", "If set, write memory-vs-T and time-vs-T figures to this PNG.")
+flags.DEFINE_string("profile", "", "If set, trace each method's repeats with jax.profiler into this directory "
+                    "(<dir>/<method>/, for TensorBoard or Perfetto) and print its top events by time.")
 flags.DEFINE_string("output", "", "Write the records and environment as JSON here.")
 
 
@@ -104,7 +106,8 @@ def main(argv):
     records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
                                 log=lambda line: print(line, flush=True),
                                 settings=_given_settings(),
-                                baseline=FLAGS.baseline if FLAGS.baseline in names else None)
+                                baseline=FLAGS.baseline if FLAGS.baseline in names else None,
+                                profile_dir=FLAGS.profile or None)
     if FLAGS.plot:
         from safjax import plots  # matplotlib only when asked for
 

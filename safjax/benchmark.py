@@ -85,6 +85,7 @@ def measure(
     log: Callable[[str], None] = print,
     settings: dict | None = None,
     baseline: str | None = None,
+    profile_dir: str | None = None,
 ) -> list[dict]:
     """One record per variant × T (see `experiments/benchmark.py` for the fields).
 
@@ -93,7 +94,8 @@ def measure(
     spec's own. Records carry the method's settings, its analytic costs where the method has a
     cost model (``analytic_*``: TL-BPTT's MACs, memory accesses, stored activation bytes), and,
     with a ``baseline`` variant among ``variants``, their ratios to it at the same T
-    (``*_vs_<baseline>``).
+    (``*_vs_<baseline>``). With ``profile_dir``, each record also holds ``profile``, the top trace
+    events of its step (`profile`), traced into ``<profile_dir>/<variant>_T<T>/``.
     """
     optimizer = optax.sgd(0.01, momentum=0.9)
     config = config_lib.TrainConfig(unroll=unroll)
@@ -159,6 +161,14 @@ def measure(
                 start = time.perf_counter()
                 jax.block_until_ready(compiled[spec](*arguments[spec], inputs, labels, key))
                 times[spec].append(time.perf_counter() - start)
+        if profile_dir:
+            import os
+
+            for spec in built:
+                run = functools.partial(compiled[spec], *arguments[spec], inputs, labels, key)
+                directory = os.path.join(profile_dir, f"{spec.replace(':', '_')}_T{num_steps}")
+                rows[spec]["profile"] = profile(run, directory, repeats)
+                log(f"{spec}, T = {num_steps}: top events (trace in {directory})\n" + format_profile(rows[spec]["profile"]))
         for spec in built:
             ms = np.asarray(times[spec]) * 1e3
             rows[spec].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
@@ -173,6 +183,45 @@ def measure(
             records.append(rows[spec])
             log(format_row(rows[spec], baseline))
     return records
+
+
+def profile(run: Callable[[], object], directory: str, repeats: int = 3, top: int = 15) -> list[dict]:
+    """Run ``run()`` (a compiled step, blocking) ``repeats`` times under `jax.profiler.trace` into
+    ``directory`` (TensorBoard / Perfetto trace) and return the ``top`` trace events by total time:
+    ``[{"name", "total_ms", "calls", "share"}]`` — on a GPU the kernels, on a CPU the XLA thunks,
+    and the runtime's own events (Python frames excluded)."""
+    import collections
+    import glob
+    import gzip
+    import json
+    import os
+
+    run()  # compiled and warm before the trace starts
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+        for _ in range(repeats):
+            jax.block_until_ready(run())
+    files = sorted(glob.glob(os.path.join(directory, "**", "perfetto_trace.json.gz"), recursive=True),
+                   key=os.path.getmtime)
+    if not files:
+        return []
+    with gzip.open(files[-1]) as f:
+        data = json.load(f)
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    totals, calls = collections.Counter(), collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and not event.get("name", "$").startswith("$"):
+            totals[event["name"]] += event.get("dur", 0)
+            calls[event["name"]] += 1
+    whole = max(totals.values(), default=0) or 1
+    return [{"name": name, "total_ms": micros / 1e3 / repeats, "calls": calls[name] / repeats,
+             "share": micros / whole} for name, micros in totals.most_common(top)]
+
+
+def format_profile(rows: list[dict]) -> str:
+    """`profile`'s rows as a Markdown table (per step; share of the longest event, usually the step)."""
+    lines = ["| event | ms / step | calls / step | share of the longest |", "|---|---:|---:|---:|"]
+    lines += [f"| `{r['name'][:70]}` | {r['total_ms']:.3f} | {r['calls']:.0f} | {r['share']:.2f} |" for r in rows]
+    return "\n".join(lines)
 
 
 HEADER = (f"{'method':<11} {'T':>3} {'temp MB':>9} {'GFLOP':>9} {'fwd GFLOP':>9} {'syn/step':>8} "
