@@ -14,6 +14,10 @@ SAF-F's final step (``final=True``) uses the spike-representation pseudo-derivat
 
 implemented as `rate_map.band_clip(Û/V_th, c_T)` (derivative 0 on the band's edges). With this
 1/V_th convention ∇SAF-F equals ∇SR exactly (constant 1; the SAF paper's convention drops the 1/V_th, giving V_th·∇SR).
+
+Memory: the only per-layer residual SAF-E keeps for its backward pass is the surrogate derivative
+h(z) (`_spike`); the conv inputs â^{l−1}[t] are the new state, live anyway. See `_spike` for why
+it is computed in the forward pass.
 """
 
 from __future__ import annotations
@@ -30,6 +34,38 @@ from safjax import simulate
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
+
+
+def _spike_value(surrogate, z: Array) -> Array:
+    return surrogate(z)
+
+
+def _spike_fwd(surrogate, z: Array):
+    # The residual is the surrogate derivative h(z) itself, computed here, in the forward pass.
+    # Left to itself XLA fuses a cheap elementwise residual (z, or h(z)) into its backward
+    # consumer and recomputes it there from z's inputs, which keeps both Û^l[t] and â^l[t−1]
+    # (a copy of the loop state) alive until the backward pass: two activations per layer
+    # instead of one. Two things make h(z) a single buffer written in the forward pass:
+    # - `optimization_barrier` stops fusion across it where XLA honours barriers until
+    #   scheduling (GPU, TPU); XLA:CPU strips barriers before fusion;
+    # - the spike value reads h(z) (s + 0·h, exact: h is finite and s ∈ {0, 1}), so h has a
+    #   forward consumer; XLA does not duplicate an expensive producer (the sigmoid's
+    #   logistic, atan's divide) into two consumers, so it materialises h once, there. (The
+    #   rectangle's and triangle's derivatives are cheap: XLA:CPU still recomputes them, as
+    #   before.) A NaN z (a diverged run) now makes s NaN instead of 0.
+    # The gradient is unchanged bit for bit: the backward multiplies g by the same h(z).
+    derivative = jax.lax.optimization_barrier(surrogate.derivative(z))
+    s = surrogate(z)
+    return s + jnp.zeros((), s.dtype) * derivative.astype(s.dtype), derivative
+
+
+def _spike_bwd(surrogate, derivative: Array, g: Array):
+    return (g * derivative.astype(g.dtype),)
+
+
+# H(z) with the surrogate's gradient (as ``surrogate(z)``), keeping h(z) as its residual.
+_spike = jax.custom_vjp(_spike_value, nondiff_argnums=(0,))
+_spike.defvjp(_spike_fwd, _spike_bwd)
 
 
 class SAFState(NamedTuple):
@@ -72,7 +108,9 @@ def saf_step(
         potential = network_lib.layer_current(layer, layer_params, trace_of, c)
         threshold = layer.neuron.threshold
         previous = sg(state.traces[index])
-        s = layer.neuron.surrogate(potential - threshold * (leak * previous + 1.0))
+        z = potential - threshold * (leak * previous + 1.0)
+        # final: this step's gradient takes the rate path below, the surrogate's is discarded.
+        s = layer.neuron.surrogate(z) if final else _spike(layer.neuron.surrogate, z)
         trace = leak * previous + s
         if final:
             rate_path = rate_map.band_clip(potential / threshold, c)
