@@ -226,10 +226,11 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
     rows = input_pipeline.process_rows(config.batch_size, jax.process_index(), jax.process_count())
     run_key = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 went to the method's init_params
 
-    def minibatch_key(global_step: int):
-        """Minibatch ``global_step``'s key: a function of the step alone, so a resumed run draws
-        exactly what an uninterrupted one does."""
-        return jax.device_put(jax.random.fold_in(run_key, global_step), NamedSharding(mesh, P()))
+    # Minibatch ``global_step``'s key: a function of the step alone, so a resumed run draws exactly
+    # what an uninterrupted one does. Computed by a jitted function with a replicated output, which
+    # every process can make (a `device_put` onto the global mesh cannot, with several processes).
+    minibatch_key = jax.jit(lambda global_step: jax.random.fold_in(run_key, global_step),
+                            out_shardings=NamedSharding(mesh, P()))
 
     def transfer(item):
         global_step, epoch, index, inputs, labels = item
