@@ -15,6 +15,8 @@ from flax import nnx
 import safjax
 from safjax import neurons, nn
 
+import background
+
 
 def _reference(currents, leak, threshold, rho, beta, reset):
     """§1.6 written out in numpy: currents [T, n] → (u, s, b), each [T, n]."""
@@ -189,18 +191,44 @@ def test_fixed_threshold_methods_refuse_alif_in_one_line(method):
     assert "\n" not in str(error.value)
 
 
+def _train_args(tmp_path, *flags):
+    return ["-m", "experiments.train", "--neuron=alif", "--epochs=1", "--num_devices=1", f"--workdir={tmp_path}",
+            *flags]
+
+
 def _train(tmp_path, *flags):
-    return subprocess.run([sys.executable, "-m", "experiments.train", "--neuron=alif", "--epochs=1",
-                           "--num_devices=1", f"--workdir={tmp_path}", *flags],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, *_train_args(tmp_path, *flags)], capture_output=True, text=True,
+                          timeout=120)
 
 
-def test_train_binary_trains_alif_with_bptt(tmp_path):
-    run = _train(tmp_path, "--method=bptt")
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert (tmp_path / "results.json").exists()
+@pytest.fixture(scope="module")
+def alif_bptt_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("alif_bptt")
+    run = background.Run(_train_args(workdir, "--method=bptt"))
+    yield run, workdir
+    run.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _start_the_binary_first(request):
+    """The binary's run (~6 s of start-up and compilation on one core) goes on while this
+    module's in-process tests run (see background.py)."""
+    if background.selected(request, "test_train_binary_trains_alif_with_bptt"):
+        request.getfixturevalue("alif_bptt_run")
+
+
+def test_train_binary_trains_alif_with_bptt(alif_bptt_run):
+    run, workdir = alif_bptt_run
+    result = run.result(timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (workdir / "results.json").exists()
+
+
+# Slow: a second subprocess of the binary. The refusal itself is tested in-process above
+# (test_fixed_threshold_methods_refuse_alif_in_one_line), the binary's turning a ValueError into
+# one `error:` line by test_train.test_bad_flags_exit_nonzero_with_one_clear_line and
+# test_user_faults, and --neuron=alif reaching the trainer by the run above.
+@pytest.mark.slow
 def test_train_binary_refuses_alif_under_saf_e(tmp_path):
     run = _train(tmp_path, "--method=saf_e")
     assert run.returncode != 0

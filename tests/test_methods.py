@@ -1,5 +1,7 @@
 """Every registered method: one interface, jit-compiled once, learns, refuses what it must."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -51,8 +53,18 @@ def test_tbptt_updates_per_minibatch(settings, time_steps, updates):
     assert safjax.get_method("tbptt", **settings).updates_per_minibatch(time_steps) == updates
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
-@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+# Every method compiles once and learns on the mlp in the default run; on the conv net, BPTT (the
+# spike path) and SAF-E (the trace path) do. Every method also takes a training step on a conv
+# model in test_nn.test_one_model_trains_with_every_method (and the trace methods, BPTT and TBPTT
+# run the conv net in the identity tests), so the other seven conv cases repeat covered paths and
+# run in the slow suite.
+_DEFAULT_CONV = ("bptt", "saf_e")
+
+
+@pytest.mark.parametrize("architecture,method", [
+    pytest.param(a, m, id=f"{a}-{m}", marks=pytest.mark.slow if a == "conv" and m not in _DEFAULT_CONV else ())
+    for a in ("mlp", "conv") for m in METHOD_NAMES
+])
 def test_method_compiles_once_and_learns(method, architecture):
     net = reference_nets.build(architecture)
     params, inputs, labels = reference_nets.params_and_data(net, 4)
@@ -130,6 +142,14 @@ def test_bad_train_config_raises(kwargs, match):
 
 
 def _params_after_one_step(method, config, architecture="conv", num_steps=5, **settings):
+    return _one_step(method, config, architecture, num_steps, tuple(sorted(settings.items())))
+
+
+# Cached: the plain BPTT step on the conv net (T = 5) is the reference of two tests below and the one
+# on the mlp of three; each is compiled once.
+@functools.lru_cache(maxsize=None)
+def _one_step(method, config, architecture, num_steps, settings):
+    settings = dict(settings)
     net = reference_nets.build(architecture, 0.9)
     params, inputs, labels = reference_nets.params_and_data(net, num_steps)
     optimizer = optax.sgd(0.3, momentum=0.9)

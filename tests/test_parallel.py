@@ -15,7 +15,7 @@ import reference_nets
 pytestmark = pytest.mark.skipif(jax.device_count() < 4, reason="needs 4 (forced CPU) devices")
 
 
-def _train(method, mesh, steps=3):
+def _step_and_args(method, mesh):
     net = reference_nets.build("conv", 0.9)
     params, _, _ = reference_nets.params_and_data(net, 4)
     key = jax.random.PRNGKey(7)
@@ -23,17 +23,28 @@ def _train(method, mesh, steps=3):
     labels = jax.random.randint(key, (8,), 0, reference_nets.NUM_CLASSES)
     optimizer = optax.sgd(0.1, momentum=0.9)
     step = parallel.make_parallel_train_step(method, net, optimizer, mesh, safjax.TrainConfig())
-    opt_state, losses = optimizer.init(params), []
+    return step, (params, optimizer.init(params), inputs, labels, jax.random.key(0))
+
+
+def _train(method, mesh, steps=3):
+    step, (params, opt_state, inputs, labels, _) = _step_and_args(method, mesh)
+    losses = []
     for _ in range(steps):
         params, opt_state, metrics = step(params, opt_state, inputs, labels)
         losses.append(metrics.loss)
-    return params, np.array(losses), step, (params, opt_state, inputs, labels, jax.random.key(0))
+    return params, np.array(losses)
 
 
-@pytest.mark.parametrize("method", ["saf_e", "ottt_a", "saf_f", "bptt"])
+# The default run keeps one method that updates after every step (SAF-E: an all-reduce and an
+# update inside the time loop) and one that updates once per minibatch after a backward scan
+# (BPTT); OTTT_A (accumulates inside the loop, one update) and SAF-F take the same two code paths
+# of `parallel` and run in the slow suite.
+@pytest.mark.parametrize("method", [
+    "saf_e", pytest.param("ottt_a", marks=pytest.mark.slow), pytest.param("saf_f", marks=pytest.mark.slow), "bptt",
+])
 def test_four_devices_match_one_device(method):
-    p1, l1, _, _ = _train(method, parallel.make_mesh(1))
-    p4, l4, _, _ = _train(method, parallel.make_mesh(4))
+    p1, l1 = _train(method, parallel.make_mesh(1))
+    p4, l4 = _train(method, parallel.make_mesh(4))
     assert len(p4["readout"][-1]["kernel"].sharding.device_set) == 4  # replicated on all 4
     chex.assert_trees_all_close(p4, p1, atol=1e-10)
     np.testing.assert_allclose(l4, l1, rtol=1e-10)
@@ -60,7 +71,7 @@ def test_gradient_all_reduces_sit_where_the_updates_are(method, per_step):
     """Per-step-update methods must all-reduce inside the time loop (once per step); methods with
     one update per minibatch reduce once, after the loop, even where they accumulate gradients
     inside it (OTTT_A, BPTT's backward scan)."""
-    _, _, step, args = _train(method, parallel.make_mesh(4), steps=1)
+    step, args = _step_and_args(method, parallel.make_mesh(4))  # compiled only, not run
     counts = parallel.count_all_reduces(step.jitted.lower(*args).compile().as_text())
     if per_step:
         assert counts["in_loops"] >= 1, counts

@@ -2,8 +2,6 @@
 mocked CIFAR-10, keeps SAF-E ≡ OTTT_O end to end, validates flags with one clear line."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,8 @@ import tensorflow_datasets as tfds
 
 from safjax import trainer
 from safjax.experiment_config import ExperimentConfig
+
+import background
 
 
 def test_short_saf_e_run_learns_digits_and_writes_its_outputs(tmp_path):
@@ -72,7 +72,7 @@ def test_one_epoch_per_method_on_mocked_cifar10(method, mocked_cifar10, tmp_path
     assert np.isfinite(results["train_loss_history"]).all() and 0 <= results["test_accuracy"] <= 1
 
 
-@pytest.mark.parametrize("flag,match", [
+BAD_FLAGS = [
     ("--method=sgd", "--method='sgd' is invalid"),
     ("--time_steps=0", "--time_steps=0 is invalid"),
     ("--leak=1.5", "--leak=1.5 is invalid: expected a number in (0, 1]"),
@@ -83,9 +83,29 @@ def test_one_epoch_per_method_on_mocked_cifar10(method, mocked_cifar10, tmp_path
     ("--method=tbptt --window_mode=sum", "--method=tbptt: `window_mode` must be one of"),
     ("--config=imagenet", "--config='imagenet' is invalid"),
     ("--batch_size=2000", "--batch_size=2000 is invalid: it exceeds the 1437 training examples"),
-])
-def test_bad_flags_exit_nonzero_with_one_clear_line(flag, match):
-    run = subprocess.run([sys.executable, "-m", "experiments.train", *flag.split()], capture_output=True, text=True)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_flag_runs():
+    """Every bad-flag run of the binary ({flag: background.Run}), all started together (each is
+    ~1 s of Python start-up on one core, and they are independent)."""
+    runs = {flag: background.Run(["-m", "experiments.train", *flag.split()]) for flag, _ in BAD_FLAGS}
+    yield runs
+    for run in runs.values():
+        run.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _start_the_binaries_first(request):
+    """The bad-flag runs go on while this module's in-process tests run (see background.py)."""
+    if background.selected(request, "test_bad_flags_exit_nonzero_with_one_clear_line"):
+        request.getfixturevalue("bad_flag_runs")
+
+
+@pytest.mark.parametrize("flag,match", BAD_FLAGS)
+def test_bad_flags_exit_nonzero_with_one_clear_line(flag, match, bad_flag_runs):
+    run = bad_flag_runs[flag].result(timeout=300)
     assert run.returncode != 0
     assert match in run.stderr
     assert "Traceback" not in run.stderr

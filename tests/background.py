@@ -1,0 +1,44 @@
+"""Runs of the binaries started ahead of the tests that read them.
+
+A run of `experiments.train` is mostly Python start-up and compilation on one core, and the
+in-process tests leave the second core of a small machine mostly idle: a module starts its runs
+when its first test starts (only those whose tests are selected) and its in-process tests go on
+meanwhile. Each test still checks its own run's exit status and output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+class Run:
+    """``python <args>`` started now; `result` waits for it."""
+
+    def __init__(self, args):
+        self.process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        self._result = None
+
+    def result(self, timeout: float) -> subprocess.CompletedProcess:
+        if self._result is None:
+            try:
+                stdout, stderr = self.process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.stop()
+                raise
+            self._result = subprocess.CompletedProcess(self.process.args, self.process.returncode, stdout, stderr)
+        return self._result
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+def selected(request, *test_names) -> bool:
+    """Whether any test of ``request``'s module named one of ``test_names`` runs in this session."""
+    return any(
+        getattr(item, "originalname", item.name) in test_names and item.module is request.module
+        for item in request.session.items
+    )
