@@ -70,6 +70,20 @@ def short_reason(error: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _drop_closed_event_loop(hook):
+    """``hook``, except for the "Event loop is closed" errors of a failed restore's reads in flight."""
+
+    def unraisable(info):
+        error = info.exc_value
+        while error is not None:
+            if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+                return
+            error = error.__cause__ or error.__context__
+        hook(info)
+
+    return unraisable
+
+
 @contextlib.contextmanager
 def _quiet_orbax():
     """Orbax logs the failures it raises (with the full TensorStore specification), and when one
@@ -87,6 +101,8 @@ def _quiet_orbax():
     captured = tempfile.TemporaryFile()
     os.dup2(captured.fileno(), 2)
     failed = True
+    hook = sys.unraisablehook
+    sys.unraisablehook = _drop_closed_event_loop(hook)
     try:
         yield
         failed = False
@@ -94,6 +110,7 @@ def _quiet_orbax():
         if failed:
             time.sleep(0.5)  # the other arrays' reads finish and print their noise here
             gc.collect()  # "Task exception was never retrieved" is logged (and dropped) now
+        sys.unraisablehook = hook
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
