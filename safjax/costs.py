@@ -79,6 +79,19 @@ def matmul_flops(jaxpr) -> float:
     return total
 
 
+def branches_differ_in_flops(jaxpr) -> bool:
+    """Whether ``jaxpr`` holds a conditional whose branches differ in matmul FLOPs: `matmul_flops`
+    counts its largest branch, so the count is then an upper bound (e.g. SLTT-K, whose backward
+    runs at K of the T steps, is counted as if it ran at all T)."""
+    for eqn in jaxpr.eqns:
+        subs = list(_sub_jaxprs(eqn))
+        if eqn.primitive.name == "cond" and len({matmul_flops(sub) for sub in subs}) > 1:
+            return True
+        if any(branches_differ_in_flops(sub) for sub in subs):
+            return True
+    return False
+
+
 def count_matmul_flops(fn: Callable, *args) -> float:
     """`matmul_flops` of ``fn``'s traced program (a training step includes its backward pass)."""
     return matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr)

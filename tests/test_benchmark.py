@@ -74,3 +74,16 @@ def test_method_specs_parse_settings_and_refuse_unknown_ones():
         "tbptt", {"truncation": 2, "window_mode": "accumulate"})
     with pytest.raises(ValueError, match="not setting=value for a setting of saf_e"):
         benchmark.parse_variant("saf_e:remat=true")
+
+
+def test_a_conditional_backward_is_flagged_as_an_upper_bound():
+    """SLTT-K's backward sits in a `lax.cond` (run at K of the T steps): its FLOP count takes the
+    larger branch at every step, i.e. SLTT's, and the record and table say it is an upper bound."""
+    net, params = benchmark.build("digits_mlp", "digits")
+    rows = {r["method"]: r for r in benchmark.measure(["sltt", "sltt_k:backprop_steps=1"], net, params, [3], 32,
+                                                       repeats=1, log=lambda _: None)}
+    sltt, sltt_k = rows["sltt"], rows["sltt_k:backprop_steps=1"]
+    assert sltt["flops_upper_bound"] is False and sltt_k["flops_upper_bound"] is True
+    assert sltt_k["flops"] == sltt["flops"] > sltt["forward_flops"] == sltt_k["forward_flops"]
+    table = benchmark.markdown_table([sltt, sltt_k]).splitlines()
+    assert "| ≤ " not in table[2] and "| ≤ " in table[3]
