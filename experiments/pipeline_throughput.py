@@ -3,7 +3,8 @@
     python -m experiments.pipeline_throughput --dataset=image_folder:/data/cifar10-jpeg --batch_size=128
 
 Runs `safjax.input_pipeline.minibatches` (gather, `augment.standard`'s crop / flip / cutout,
-scaling and normalisation: what the trainer's prefetch thread runs) over ``--steps`` minibatches,
+scaling and normalisation: what the trainer's prefetch thread runs) over ``--steps`` minibatches
+(`input_pipeline.images_per_second`),
 with and without augmentation, and prints images/s for each. The device is not involved: compare
 the figure with a method's examples/s on the accelerator to see whether the pipeline can keep up.
 ``--dataset=random`` times CIFAR-10-shaped random uint8 images (no data needed).
@@ -12,7 +13,6 @@ the figure with a method's examples/s on the accelerator to see whether the pipe
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 from absl import app, flags
@@ -35,23 +35,10 @@ def random_images(num_examples: int = 50_000, seed: int = 0):
                    mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), augment=True)
 
 
-def images_per_second(dataset, batch_size: int, steps: int, augment: bool) -> float:
-    """Images/s of `input_pipeline.minibatches` over ``steps`` minibatches (the first untimed)."""
-    from safjax import input_pipeline
-
-    batches = input_pipeline.minibatches(dataset, batch_size=batch_size, seed=0, first_step=0,
-                                         num_steps=steps + 1, augment=augment)
-    next(batches)
-    start = time.perf_counter()
-    for _ in batches:
-        pass
-    return steps * batch_size / (time.perf_counter() - start)
-
-
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}; flags are written --name=value.")
-    from safjax import datasets
+    from safjax import datasets, input_pipeline
 
     if FLAGS.dataset == "random":
         dataset = random_images()
@@ -66,7 +53,7 @@ def main(argv):
     print(f"{FLAGS.dataset}: {len(dataset)} training images {dataset.inputs.shape[1:]} {dataset.inputs.dtype}, "
           f"batch {FLAGS.batch_size}, {FLAGS.steps} minibatches, one thread")
     for augment in (False, True):
-        rate = images_per_second(dataset, FLAGS.batch_size, FLAGS.steps, augment)
+        rate = input_pipeline.images_per_second(dataset, FLAGS.batch_size, FLAGS.steps, augment)
         label = "gather + augment + normalise" if augment else "gather + normalise"
         print(f"  {label:<30} {rate:>10,.0f} images/s")
 

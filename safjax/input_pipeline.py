@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -114,6 +115,19 @@ def minibatches(dataset: Dataset, *, batch_size: int, seed: int, first_step: int
         inputs, labels = make_batch(dataset, indices, augment=augment, seed=seed, epoch=epoch,
                                     step=global_step, rows=rows)
         yield global_step, epoch, index, inputs, labels
+
+
+def images_per_second(dataset: Dataset, batch_size: int, steps: int, augment: bool) -> float:
+    """Images/s that `minibatches` produces on this thread over ``steps`` minibatches of
+    ``batch_size`` (the first, untimed, is made before), with or without augmentation: the host
+    side of training alone (`experiments/pipeline_throughput.py`)."""
+    batches = minibatches(dataset, batch_size=batch_size, seed=0, first_step=0, num_steps=steps + 1,
+                          augment=augment)
+    next(batches)
+    start = time.perf_counter()
+    for _ in batches:
+        pass
+    return steps * batch_size / (time.perf_counter() - start)
 
 
 def eval_batches(dataset: Dataset, batch_size: int, rows: slice = slice(None)
