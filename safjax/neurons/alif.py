@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from safjax import surrogates as surrogates_lib
-from safjax.neurons.lif import RESET_MODES
+from safjax.neurons.lif import RESET_MODES, integrate
 
 Array = jax.Array
 
@@ -145,10 +145,6 @@ def alif_step(
     if stop_state_gradient:
         v, s, b = jax.lax.stop_gradient((v, s, b))
     b = config.adaptation * b + (1.0 - config.adaptation) * s
-    if config.reset == "soft":
-        v_after_reset = v - config.threshold * s
-    else:
-        v_after_reset = v * (1.0 - s)
-    v = config.leak * v_after_reset + current
+    v = integrate(v, s, current, config.leak, config.threshold, config.reset)
     s = config.surrogate(v - (config.threshold + config.adaptation_strength * b))
     return ALIFState(v, s, b), s

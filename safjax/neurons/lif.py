@@ -127,10 +127,17 @@ def lif_step(
     if stop_state_gradient:
         v, s = jax.lax.stop_gradient(v), jax.lax.stop_gradient(s)
     reset_s = jax.lax.stop_gradient(s) if config.detach_reset else s
-    if config.reset == "soft":
-        v_after_reset = v - config.threshold * reset_s
-    else:
-        v_after_reset = v * (1.0 - reset_s)
-    v = config.leak * v_after_reset + current
+    v = integrate(v, reset_s, current, config.leak, config.threshold, config.reset)
     s = config.surrogate(v - config.threshold)
     return LIFState(v, s), s
+
+
+def integrate(v: Array, s: Array, current: Array, leak: float, threshold: float, reset: str) -> Array:
+    """The membrane update u[t] = λ·(u[t−1] after its reset by s[t−1]) + I[t] (docs/methods.md §1.2),
+    all ``[B, ...]``: the soft reset subtracts V_th·s, the hard one multiplies by 1 − s. LIF's and
+    ALIF's (§1.6) step share it."""
+    if reset == "soft":
+        v_after_reset = v - threshold * s
+    else:
+        v_after_reset = v * (1.0 - s)
+    return leak * v_after_reset + current
