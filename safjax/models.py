@@ -15,8 +15,7 @@ def neuron_module(neuron: str, leak: float, threshold: float, reset: str = "soft
     return nn.Neuron(neurons.make(neuron, leak, threshold, reset))
 
 
-def sequential(modules: list, input_shape: tuple[int, ...], dropout: float = 0.0,
-        reset: str = "soft") -> nn.Sequential:
+def sequential(modules: list, input_shape: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
     """``nn.Sequential(*modules)``, with ``nn.Dropout(dropout)`` after every neuron module when
     ``dropout > 0`` (a mask per minibatch held over T on each layer's spikes, docs/methods.md §1.7;
     with 0 the network and its parameters are exactly those without dropout)."""
@@ -38,7 +37,7 @@ def scaled(channels: int, width: float) -> int:
 def digits_mlp(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                num_classes: int = 10, input_shape: tuple[int, ...] = (8, 8, 1),
                hidden: int = 256, width: float = 1.0, dropout: float = 0.0,
-        reset: str = "soft") -> nn.Sequential:
+               reset: str = "soft") -> nn.Sequential:
     """Flattened image (8×8×1 digits) → ``hidden``·``width`` spiking neurons → ``num_classes`` readout."""
     hidden = scaled(hidden, width)
     return sequential([
@@ -54,7 +53,7 @@ WS_SCALE = 2.74  # fixed scale after each LIF in the reference VGG (docs/methods
 def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
               num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
               feedback: bool = False, width: float = 1.0, dropout: float = 0.0,
-        reset: str = "soft") -> nn.Sequential:
+              reset: str = "soft") -> nn.Sequential:
     """VGG-11 (sWS) of docs/methods.md §8: 3×3 scaled-WS convs
     [64, 128, A, 256, 256, A, 512, 512, A, 512, 512], A = average pool 2, LIF and a fixed ×2.74
     after each conv, no BatchNorm, global average pool and a dense readout. Any input size
@@ -90,11 +89,11 @@ def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold:
 def vgg_f(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
           num_classes: int = 100, input_shape: tuple[int, int, int] = (32, 32, 3),
           width: float = 1.0, dropout: float = 0.0,
-        reset: str = "soft") -> nn.Sequential:
+          reset: str = "soft") -> nn.Sequential:
     """VGG-F (docs/methods.md §8, the CIFAR-100 model): `vgg11_sws` with the 512→64 feedback into
     layer 1."""
-    return vgg11_sws(rngs, neuron, leak, threshold, num_classes, input_shape, feedback=True, width=width, dropout=dropout,
-                     reset=reset)
+    return vgg11_sws(rngs, neuron, leak, threshold, num_classes, input_shape, feedback=True, width=width,
+                     dropout=dropout, reset=reset)
 
 
 ALEXNET_CHANNELS = (64, "A", 192, "A", 384, 256, 256, "A")
@@ -103,7 +102,7 @@ ALEXNET_CHANNELS = (64, "A", 192, "A", 384, 256, 256, "A")
 def alexnet_snn(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                 num_classes: int = 10, input_shape: tuple[int, int, int] = (48, 48, 2),
                 hidden: int = 512, width: float = 1.0, dropout: float = 0.0,
-        reset: str = "soft") -> nn.Sequential:
+                reset: str = "soft") -> nn.Sequential:
     """An AlexNet-style SNN for DVS frames (48×48×2 CIFAR10-DVS by default): 3×3 convs
     [64, A, 192, A, 384, 256, 256, A] each followed by LIF, a spiking dense layer of ``hidden``
     neurons and a dense readout (six spiking layers); ``width`` multiplies every width."""
@@ -128,7 +127,7 @@ def alexnet_snn(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshol
 def event_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 2),
                hidden: int = 128, width: float = 1.0, dropout: float = 0.0,
-        reset: str = "soft") -> nn.Sequential:
+               reset: str = "soft") -> nn.Sequential:
     """A small four-layer conv SNN for the embedded event digits (CPU-sized): conv 16, LIF,
     avg-pool 2, conv 32, LIF, avg-pool 2, conv 32, LIF, dense ``hidden``, LIF, dense readout;
     ``width`` multiplies every width."""
@@ -148,7 +147,7 @@ def event_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold
 def reference_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
                    num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
                    width: float = 1.0, dropout: float = 0.0,
-        reset: str = "soft") -> nn.Sequential:
+                   reset: str = "soft") -> nn.Sequential:
     """The peer-comparison network: conv3×3 C→64, LIF, conv 64→128, LIF, avg-pool 2,
     conv 128→128, LIF, avg-pool 2, dense → ``num_classes``; ``width`` multiplies every width."""
     size, c1, c2 = input_shape[0] // 4, scaled(64, width), scaled(128, width)
