@@ -118,7 +118,7 @@ class ExperimentConfig:
         """Raise ValueError naming the first bad field and its valid values."""
         import jax
 
-        from safjax import datasets, methods, models, neurons
+        from safjax import datasets, methods, models, neurons, precision
 
         checks = [
             (self.method in methods.METHODS, "method", f"one of {', '.join(methods.METHODS)}"),
@@ -127,7 +127,7 @@ class ExperimentConfig:
             (self.model_name in models.MODELS, "model", f"one of {', '.join(models.MODELS)}"),
             (math.isfinite(self.width) and self.width > 0, "width", "a channel-width multiplier > 0 (1 = the paper's widths)"),
             (0.0 <= self.dropout < 1.0, "dropout", "a rate in [0, 1) (0 = no dropout)"),
-            (self.precision in ("f32", "bf16"), "precision", "'f32' or 'bf16'"),
+            (self.precision in precision.PRECISIONS, "precision", " or ".join(map(repr, precision.PRECISIONS))),
             (self.time_steps >= 1, "time_steps", "an integer ≥ 1"),
             (self.epochs >= 1, "epochs", "an integer ≥ 1"),
             (self.batch_size >= 1, "batch_size", "an integer ≥ 1"),
@@ -139,7 +139,7 @@ class ExperimentConfig:
             (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
             (self.neuron in neurons.NEURONS, "neuron", f"one of {', '.join(neurons.NEURONS)}"),
             (0.0 < self.leak <= 1.0, "leak", "a number in (0, 1]"),
-            (self.reset in ("soft", "hard"), "reset", "'soft' or 'hard'"),
+            (self.reset in neurons.RESET_MODES, "reset", " or ".join(map(repr, neurons.RESET_MODES))),
             (math.isfinite(self.threshold) and self.threshold > 0, "threshold", "a number > 0"),
             (0.0 <= self.mse_weight <= 1.0, "mse_weight", "a number in [0, 1]"),
             (self.unroll >= 0, "unroll", "0 (fully unrolled) or a factor ≥ 1"),
