@@ -23,15 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from safjax import energy, experiment_config, input_pipeline, inference, run_record, simulate
+from safjax import energy, experiment_config, input_pipeline, inference, run_record, simulate, trainer
 from safjax import nir as nir_lib
 from safjax.checkpoints import Checkpointer
 
 
 def load_run(workdir: str):
     """(config, train set, test set, network, network params) of the newest checkpoint in ``workdir``."""
-    from safjax import trainer
-
     stored = run_record.load(workdir)
     if stored is None:
         raise ValueError(f"--workdir={workdir} holds no run (no readable {run_record.CONFIG_FILE} or results.json): "
@@ -54,8 +52,6 @@ def load_run(workdir: str):
 def accuracy(forward: Callable, params, test_set, time_steps: int, batch_size: int = 256) -> float:
     """Test accuracy of ``forward(params, inputs [T, B, ...]) -> outputs [T, B, C]`` (prediction =
     argmax Σ_t o[t]) over every example of ``test_set``, on the default device."""
-    from safjax import trainer
-
     to_time_major = trainer._time_major(test_set.temporal, time_steps)
 
     @jax.jit
@@ -89,8 +85,6 @@ def snntorch_agreement(graph, net, params, test_set, time_steps: int, examples: 
     except ImportError as error:
         raise ImportError(f"the snnTorch cross-check needs torch and snntorch ({error}); pip install snntorch "
                           "nirtorch torch.") from None
-    from safjax import trainer
-
     count = len(test_set) if examples <= 0 else min(examples, len(test_set))
     to_time_major = trainer._time_major(test_set.temporal, time_steps)
     inputs = np.asarray(to_time_major(jnp.asarray(input_pipeline.make_batch(
@@ -151,12 +145,8 @@ def export_run(workdir: str, output: str, *, reset: str = "refuse", dt: float = 
         report["snntorch"] = check
         log(f"snnTorch runs {output} on {check['examples']} test examples: predictions agree with safjax's on "
             f"{100 * check['prediction_agreement']:.2f} %, outputs differ by ≤ {check['max_abs_output_difference']:.2e}")
-    from safjax import trainer
-
     to_time_major = trainer._time_major(test_set.temporal, config.time_steps)
-    batches = ((to_time_major(jnp.asarray(inputs)), num_valid)
-               for inputs, _, num_valid in input_pipeline.eval_batches(test_set, batch_size))
-    operations = energy.dataset_report(net, jax.device_get(params), batches, analog_input=not test_set.temporal)
+    operations = trainer.test_set_operations(net, params, test_set, to_time_major, batch_size)
     report.update(synaptic_operations=operations, energy_estimate=energy.energy(operations))
     log("synaptic operations per inference on the test set:\n" + energy.format_table(operations))
     return report

@@ -398,17 +398,25 @@ def _example_spikes(net, params, test_set, to_time_major) -> list[np.ndarray]:
     return [np.asarray(s[:, 0]).reshape(s.shape[0], -1) for s in spikes]
 
 
-def _energy_results(net, params, test_set, to_time_major, batch_size) -> dict:
-    """``synaptic_operations`` (the `safjax.energy` report) and ``energy_estimate`` of the plain
-    SNN over the whole test set, in ``batch_size`` batches on the first device; a run whose network
-    cannot be counted gets a note instead (and neither key)."""
+def test_set_operations(net, params, test_set, to_time_major, batch_size) -> dict:
+    """The `safjax.energy` report (synaptic operations per inference) of the plain SNN ``net`` with
+    its network ``params`` over the whole test set, in ``batch_size`` batches on the first device;
+    ``to_time_major`` is the run's input preparation (`_time_major`). Raises ValueError for a
+    network whose operators cannot be counted."""
     from safjax import energy
 
-    params = jax.device_get(params)
     batches = ((to_time_major(jnp.asarray(inputs)), num_valid)
                for inputs, _, num_valid in input_pipeline.eval_batches(test_set, batch_size))
+    return energy.dataset_report(net, jax.device_get(params), batches, analog_input=not test_set.temporal)
+
+
+def _energy_results(net, params, test_set, to_time_major, batch_size) -> dict:
+    """``synaptic_operations`` (`test_set_operations`) and ``energy_estimate`` of the run; a run whose
+    network cannot be counted gets a note instead (and neither key)."""
+    from safjax import energy
+
     try:
-        report = energy.dataset_report(net, params, batches, analog_input=not test_set.temporal)
+        report = test_set_operations(net, params, test_set, to_time_major, batch_size)
     except ValueError as error:
         _log(f"note: no synaptic-operation count or energy estimate: {error}")
         return {}
