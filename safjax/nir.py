@@ -102,31 +102,23 @@ def _export_chain(nir, ops_chain, chain_params, in_shape, prefix, folded, fold_s
             pass
         elif isinstance(op, ops.Scale) and not fold_scales:
             nodes.append((name, nir.Scale(scale=np.full(_chw(shape), op.factor, np.float32))))
-        elif isinstance(op, ops.AvgPool) and not fold_scales:
-            w = op.window
-            nodes.append((name, nir.AvgPool2d(kernel_size=np.array([w, w]), stride=np.array([w, w]),
-                                              padding=np.array([0, 0]))))
-        elif isinstance(op, ops.GlobalAvgPool) and not fold_scales:
-            h, w, c = shape
-            nodes.append((name, nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
-                                              padding=np.array([0, 0]))))
-            nodes.append((name + ".flatten", nir.Flatten(input_type={"input": np.array([c, 1, 1])}, start_dim=0)))
         elif isinstance(op, ops.Scale):
             factor *= op.factor
             folded.append(f"{name}: ×{op.factor:g} folded into the next weighted operator")
-        elif isinstance(op, ops.AvgPool):
-            w = op.window
-            nodes.append((name, nir.SumPool2d(kernel_size=np.array([w, w]), stride=np.array([w, w]),
-                                              padding=np.array([0, 0]))))
-            factor /= w * w
-            folded.append(f"{name}: average pool → SumPool2d, 1/{w * w} folded into the next weighted operator")
-        elif isinstance(op, ops.GlobalAvgPool):
-            h, w, c = shape
-            nodes.append((name, nir.SumPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
-                                              padding=np.array([0, 0]))))
-            nodes.append((name + ".flatten", nir.Flatten(input_type={"input": np.array([c, 1, 1])}, start_dim=0)))
-            factor /= h * w
-            folded.append(f"{name}: global average pool → SumPool2d + Flatten, 1/{h * w} folded onward")
+        elif isinstance(op, (ops.AvgPool, ops.GlobalAvgPool)):
+            # An average pool of an h×w window (the whole map for the global one) at stride h×w:
+            # AvgPool2d, or SumPool2d with its 1/(h·w) folded into the next weighted operator.
+            is_global = isinstance(op, ops.GlobalAvgPool)
+            h, w = shape[:2] if is_global else (op.window, op.window)
+            pool = nir.SumPool2d if fold_scales else nir.AvgPool2d
+            nodes.append((name, pool(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))))
+            if is_global:
+                nodes.append((name + ".flatten", nir.Flatten(input_type={"input": np.array([shape[2], 1, 1])},
+                                                             start_dim=0)))
+            if fold_scales:
+                factor /= h * w
+                folded.append(f"{name}: global average pool → SumPool2d + Flatten, 1/{h * w} folded onward" if is_global
+                              else f"{name}: average pool → SumPool2d, 1/{h * w} folded into the next weighted operator")
         elif isinstance(op, ops.Flatten):
             nodes.append((name, nir.Flatten(input_type={"input": np.array(_chw(shape))}, start_dim=0)))
             flattened_from = shape if len(shape) == 3 else None
@@ -372,11 +364,10 @@ def to_network(graph, dt: float | None = None, discretisation: str | None = None
     input_shape = _hwc(graph.nodes[inputs[0]].input_type["input"])
     shapes = {inputs[0]: input_shape}
     layers, layer_params = [], []
-    pending = list(neurons_in_order)
-    # Feed-forward shapes first (feedback paths need their source's shape, known once every layer is).
+    # Every layer's shape first (a feedback path needs its source's shape before that layer is built).
     for name in neurons_in_order:
         shapes[name] = _hwc(graph.nodes[name].input_type["input"])
-    for name in pending:
+    for name in neurons_in_order:
         neuron, gain = _neuron_from_node(nir, graph.nodes[name], name, dt, discretisation)
         paths, path_params = [], []
         for source_node in incoming[name]:

@@ -64,6 +64,22 @@ def test_hard_reset_conv_net_round_trips_with_identical_spikes(fold_scales, tmp_
     assert exported.node_count == len(exported.graph.nodes)
 
 
+@pytest.mark.parametrize("fold_scales", [True, False])
+def test_a_global_average_pool_readout_round_trips(fold_scales, tmp_path):
+    """VGG-11's readout (×2.74, global average pool, dense): SumPool2d over the whole map + Flatten
+    with 1/(H·W) folded into the dense weights, or AvgPool2d + Flatten unfolded."""
+    neuron = safjax.lif(0.9, 1.0, reset="hard")
+    net = safjax.Network((8, 8, 2), [_layer([(0, [ops.Conv(4, 3)])], neuron)],
+                         [ops.Scale(2.74), ops.GlobalAvgPool(), ops.Dense(5)])
+    params, inputs = _data(net)
+    outputs, spikes = simulate.run(net, params, inputs)
+    assert 0.02 < float(spikes[0].mean()) < 0.9
+    exported, (net2, params2) = _round_trip(net, params, tmp_path, fold_scales=fold_scales)
+    kinds = [type(node).__name__ for name, node in exported.graph.nodes.items() if name.startswith("readout.1")]
+    assert kinds == (["SumPool2d", "Flatten"] if fold_scales else ["AvgPool2d", "Flatten"])
+    np.testing.assert_allclose(simulate.run(net2, params2, inputs)[0], outputs, rtol=1e-5, atol=1e-5)
+
+
 def test_soft_reset_is_refused_naming_the_options_and_exported_approximately_on_request(tmp_path):
     net = _conv_net(reset="soft")
     params, inputs = _data(net)
