@@ -22,6 +22,7 @@ import sys
 
 from absl import app, flags
 
+from experiments import method_flags
 from safjax import benchmark
 
 FLAGS = flags.FLAGS
@@ -37,11 +38,8 @@ flags.DEFINE_string("unroll", "1", "lax.scan unroll factor of the time loop (0 =
                     "experiments.train; 'true' is accepted for 0).")
 flags.DEFINE_enum("precision", "f32", ["f32", "bf16"], "Synaptic operators in f32 or bf16 (f32 accumulation).")
 flags.DEFINE_string("conv_weight_grad", "auto", "Conv weight gradient: auto (swapped on CPU), swapped, plain.")
-_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-_SETTINGS = benchmark.methods.all_settings()  # every method's settings, a flag each (as in experiments.train)
-for _name, (_setting, _owners) in _SETTINGS.items():
-    _DEFINE[_setting.type](_name, _setting.default, f"{', '.join(_owners)}: {_setting.help} Reaches every "
-                           "benchmarked method that takes it.")
+_SETTINGS = method_flags.define(" Reaches every benchmarked method that takes it.")  # as in experiments.train
+flags.adopt_module_key_flags(method_flags)  # listed by --help with this binary's own flags
 flags.DEFINE_string("plot", "", "If set, write memory-vs-T and time-vs-T figures to this PNG.")
 flags.DEFINE_string("profile", "", "If set, trace each method's repeats with jax.profiler into this directory "
                     "(<dir>/<method>/, for TensorBoard or Perfetto) and print its top events by time.")
@@ -85,11 +83,6 @@ def parse_unroll(text: str) -> int | bool:
     return True if value == 0 else value
 
 
-def _given_settings() -> dict:
-    """The method settings given on the command line."""
-    return {name: FLAGS[name].value for name in _SETTINGS if FLAGS[name].present}
-
-
 def main(argv):
     del argv
     try:
@@ -105,7 +98,7 @@ def main(argv):
     print(benchmark.HEADER, flush=True)
     records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
                                 log=lambda line: print(line, flush=True),
-                                settings=_given_settings(),
+                                settings=method_flags.given(_SETTINGS),
                                 baseline=FLAGS.baseline if FLAGS.baseline in names else None,
                                 profile_dir=FLAGS.profile or None)
     if FLAGS.plot:
@@ -116,7 +109,7 @@ def main(argv):
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
             json.dump({"environment": benchmark.environment(), "model": FLAGS.model,
-                       "settings": _given_settings(),
+                       "settings": method_flags.given(_SETTINGS),
                        "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad, "precision": FLAGS.precision,
                        "records": records}, f, indent=2)
 

@@ -17,21 +17,17 @@ import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from experiments import presets  # noqa: E402
+from experiments import method_flags, presets  # noqa: E402
 from safjax import datasets, experiment_config, methods, models, neurons  # noqa: E402
 
 FLAGS = flags.FLAGS
-_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-           str: flags.DEFINE_string}
 _REGISTERED = {"methods": ", ".join(methods.METHODS), "datasets": ", ".join(datasets.LOADERS),
                "models": ", ".join(models.MODELS), "neurons": ", ".join(neurons.NEURONS)}
 _FIELDS = [f for f in dataclasses.fields(experiment_config.ExperimentConfig) if f.name != "method_settings"]
 for _field in _FIELDS:
-    _DEFINE[type(_field.default)](_field.name, _field.default, _field.metadata["help"].format(**_REGISTERED))
-# Every method factory's settings (safjax.methods.all_settings): one flag each, for the methods that take it.
-_SETTINGS = methods.all_settings()
-for _name, (_setting, _owners) in _SETTINGS.items():
-    _DEFINE[_setting.type](_name, _setting.default, f"{', '.join(_owners)}: {_setting.help}")
+    method_flags.DEFINE_BY_TYPE[type(_field.default)](_field.name, _field.default, _field.metadata["help"].format(**_REGISTERED))
+_SETTINGS = method_flags.define()  # every method factory's settings: one flag each, for the methods that take it
+flags.adopt_module_key_flags(method_flags)  # listed by --help with this binary's own flags
 flags.DEFINE_bool("distributed", False, "Multi-host: call jax.distributed.initialize() first; each "
                   "process then feeds its own rows of every global minibatch.")
 flags.DEFINE_string("coordinator_address", "", "--distributed: host:port of process 0 ('' = detect "
@@ -46,8 +42,8 @@ flags.DEFINE_string("config", "", f"Preset: {', '.join(presets.PRESETS)} (explic
 
 def config_from_flags() -> experiment_config.ExperimentConfig:
     """Preset values, then every flag set on the command line."""
-    names = [f.name for f in _FIELDS] + list(_SETTINGS)
-    return presets.resolve(FLAGS.config, {name: FLAGS[name].value for name in names if FLAGS[name].present})
+    fields = {f.name: FLAGS[f.name].value for f in _FIELDS if FLAGS[f.name].present}
+    return presets.resolve(FLAGS.config, {**fields, **method_flags.given(_SETTINGS)})
 
 
 def main(argv):
