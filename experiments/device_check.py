@@ -33,12 +33,10 @@ def _benchmark(precision: str, tiny: bool, profile_dir: str | None) -> dict:
     net, params = benchmark.build(model, dataset, precision=precision)
     methods = [m for m in FLAGS.methods.split(",") if m]
     print(f"benchmark {model} {dataset} batch {batch} T={steps} {precision}", flush=True)
+    profiled = ["saf_e"] if profile_dir and "saf_e" in methods else None  # its timed repeats, traced
     records = benchmark.measure(methods, net, params, [steps], batch, repeats, log=lambda line: print(line, flush=True),
-                                baseline="ottt_o" if "ottt_o" in methods else None)
-    if profile_dir and "saf_e" in methods:
-        profiled = benchmark.measure(["saf_e"], net, params, [steps], batch, 2 if tiny else 5, log=lambda _: None,
-                                     profile_dir=profile_dir)
-        records.append({**profiled[0], "method": "saf_e (profiled)"})
+                                baseline="ottt_o" if "ottt_o" in methods else None,
+                                profile_dir=profile_dir if profiled else None, profile_variants=profiled)
     return {"environment": benchmark.environment(), "model": model, "dataset": dataset, "precision": precision,
             "records": records}
 

@@ -86,6 +86,7 @@ def measure(
     settings: dict | None = None,
     baseline: str | None = None,
     profile_dir: str | None = None,
+    profile_variants: list[str] | None = None,
 ) -> list[dict]:
     """One record per variant × T (see `experiments/benchmark.py` for the fields).
 
@@ -95,7 +96,8 @@ def measure(
     cost model (``analytic_*``: TL-BPTT's MACs, memory accesses, stored activation bytes), and,
     with a ``baseline`` variant among ``variants``, their ratios to it at the same T
     (``*_vs_<baseline>``). With ``profile_dir``, each record also holds ``profile``, the top trace
-    events of its step (`profile`), traced into ``<profile_dir>/<variant>_T<T>/``.
+    events of its step (`profile`), traced into ``<profile_dir>/<variant>_T<T>/``;
+    ``profile_variants`` limits that to some of the variants (default: all).
     """
     optimizer = optax.sgd(0.01, momentum=0.9)
     config = config_lib.TrainConfig(unroll=unroll)
@@ -108,6 +110,9 @@ def measure(
         built[spec] = method
     if baseline is not None and baseline not in built:
         raise ValueError(f"`baseline` {baseline!r} is not one of the benchmarked variants {list(built)}.")
+    unknown = [spec for spec in profile_variants or () if spec not in built]
+    if unknown:
+        raise ValueError(f"`profile_variants` {unknown} are not among the benchmarked variants {list(built)}.")
     records = []
     for num_steps in time_steps:
         inputs, labels = _inputs(net, num_steps, batch_size)
@@ -166,7 +171,7 @@ def measure(
         if profile_dir:
             import os
 
-            for spec in built:
+            for spec in (built if profile_variants is None else profile_variants):
                 run = functools.partial(compiled[spec], *arguments[spec], inputs, labels, key)
                 directory = os.path.join(profile_dir, f"{spec.replace(':', '_')}_T{num_steps}")
                 rows[spec]["profile"] = profile(run, directory, repeats)
