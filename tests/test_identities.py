@@ -17,6 +17,7 @@ import safjax
 from safjax.methods import bptt, ottt_a, ottt_o, saf_e, saf_f, spike_rep, tbptt
 
 import identity_helpers as helpers
+import minibatch_gap
 import reference_nets
 
 NUM_STEPS = 4
@@ -177,26 +178,44 @@ def test_whole_minibatch_saf_e_equals_ottt_o_at_one_step(architecture):
 
 
 @pytest.mark.parametrize("architecture", reference_nets.ARCHITECTURES)
-def test_whole_minibatch_saf_e_and_ottt_o_differ_only_at_second_order(architecture):
-    """§5.2, whole step with T > 1 updates. Exact equality does not hold: after the update at
-    step t, OTTT's u[t+1] still carries λ·W_old·s[t] while SAF recomputes Û = W_new·â, so the
-    next forward differs by O(lr) and the parameters after T updates by O(lr²). Checked: the
-    difference shrinks 100× when lr shrinks 10× (and the first update is identical, above)."""
+def test_whole_minibatch_saf_e_and_ottt_o_differ_at_second_order_while_no_spike_flips(architecture):
+    """§5.2 / §4.6, whole step with T > 1 updates. Exact equality does not hold: after the update
+    at step t, OTTT's u[t+1] still carries λ·W_old·s[t] while SAF recomputes Û = W_new·â, so the
+    next forward differs by O(lr) and — as long as both runs fire the same spikes — the parameters
+    after T updates by O(lr²). So first check that no spike flips between the two runs, then that
+    the difference shrinks 100× when lr shrinks 10× (the first update is identical, above)."""
     net, params, inputs, labels = _setup(architecture, 0.5, 1.0)
     config = safjax.TrainConfig()
 
     @jax.jit  # the learning rate is an argument: one compile serves both rates
     def both_updates(learning_rate):
         optimizer = optax.sgd(learning_rate)
-        return [
+        trained = [
             step(net, params, optimizer.init(params), inputs, labels, optimizer=optimizer, config=config)[0]
             for step in (saf_e.train_step, ottt_o.train_step)
         ]
+        # The same minibatches with their spike trains (SAF-E's trajectory re-run to tie them to it).
+        p_again, _ = minibatch_gap.sgd_minibatch("saf_e", net, params, inputs, labels, learning_rate)
+        return trained, p_again, minibatch_gap.gap_and_flips(net, params, inputs, labels, learning_rate)[1]
 
     def gap(learning_rate):
-        p_saf, p_ottt = both_updates(jnp.asarray(learning_rate, jnp.float64))
+        (p_saf, p_ottt), p_again, flips = both_updates(jnp.asarray(learning_rate, jnp.float64))
+        chex.assert_trees_all_close(p_again, p_saf, **TOL)
+        assert int(flips) == 0, f"lr {learning_rate}: {int(flips)} spikes flip; the O(lr²) rule does not apply"
         return helpers.max_abs_difference(p_saf, p_ottt)
 
     large, small = gap(1e-5), gap(1e-6)
     assert large > 0.0
     assert 30.0 < large / small < 300.0, (large, small)
+
+
+def test_whole_minibatch_gap_is_larger_than_second_order_once_a_spike_flips():
+    """§4.6: once a spike differs between the two runs the O(lr²) rule no longer holds (the
+    flipped spike changes the next step's gradient by O(1), the parameters by O(lr)). The MLP
+    with λ = 1, V_th = 0.7 flips one spike at lr = 0.01 (tests/minibatch_gap.py's table): its gap
+    is well above the second-order extrapolation from lr = 1e-4, where nothing flips."""
+    net, params, inputs, labels = _setup("mlp", 1.0, 0.7)
+    measure = jax.jit(lambda lr: minibatch_gap.gap_and_flips(net, params, inputs, labels, lr))
+    (gap_small, flips_small), (gap_large, flips_large) = (measure(jnp.asarray(lr, jnp.float64)) for lr in (1e-4, 1e-2))
+    assert int(flips_small) == 0 and int(flips_large) > 0, (int(flips_small), int(flips_large))
+    assert float(gap_large) > 5.0 * 100.0**2 * float(gap_small), (float(gap_large), float(gap_small))

@@ -33,9 +33,9 @@ def test_short_saf_e_run_learns_digits_and_writes_its_outputs(tmp_path):
     assert list((tmp_path / "tensorboard").iterdir())
 
 
-def _loss_history(method, time_steps, learning_rate):
+def _loss_history(method, time_steps, learning_rate, seed=0):
     config = ExperimentConfig(method=method, time_steps=time_steps, epochs=1, learning_rate=learning_rate,
-                              batch_size=64, num_devices=1)
+                              batch_size=64, num_devices=1, seed=seed)
     return np.array(trainer.train_and_evaluate(config)["train_loss_history"])
 
 
@@ -43,10 +43,14 @@ def test_saf_e_and_ottt_o_give_the_same_loss_history():
     """Theorem 1 end to end. At T = 1 both make the same single update per minibatch, so the
     histories agree to float32 rounding. For T > 1 the per-step gradients are identical
     (tests/test_identities.py) but after an in-minibatch update OTTT's membrane still holds
-    λ·W_old·s while SAF recomputes with W_new (O(lr²) per minibatch, see docs/identities.md),
-    and spikes are discontinuous in W, so over an epoch the histories agree only closely."""
+    λ·W_old·s while SAF recomputes with W_new: O(lr²) per minibatch only while both fire the same
+    spikes, O(lr) once one flips, which happens in some minibatches even at lr = 1e-4 (docs/methods.md
+    §4.6). So the T = 4 histories are compared statistically: the two methods must differ by much
+    less than changing the seed does (measured: 1.1e-3 against 1.8e-2)."""
     np.testing.assert_allclose(_loss_history("saf_e", 1, 1e-3), _loss_history("ottt_o", 1, 1e-3), rtol=1e-5)
-    np.testing.assert_allclose(_loss_history("saf_e", 4, 1e-4), _loss_history("ottt_o", 4, 1e-4), rtol=5e-3)
+    saf_e, ottt_o = _loss_history("saf_e", 4, 1e-4), _loss_history("ottt_o", 4, 1e-4)
+    other_seed = _loss_history("saf_e", 4, 1e-4, seed=1)
+    assert np.max(np.abs(saf_e - ottt_o)) < 0.25 * np.max(np.abs(saf_e - other_seed)), (saf_e, ottt_o, other_seed)
 
 
 @pytest.fixture
