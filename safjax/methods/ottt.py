@@ -109,3 +109,58 @@ def step_forward(net: network_lib.Network, params, x_t, labels):
     """One OTTT step from the initial state (synaptic-operation counting)."""
     step_loss = make_step_loss(net, config_lib.TrainConfig(), 1)
     return step_loss(params, init_state(net, x_t.shape[0], x_t.dtype), x_t, labels)
+
+
+# The convention of the OTTT authors' released code (docs/methods.md §3.4), a setting of `ottt_a`
+# and `ottt_o`: "safjax" (the trace form above, for which the identities of §5 hold) or "authors".
+CONVENTIONS = ("safjax", "authors")
+
+
+def check_convention(convention: str, method: str) -> str:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"{method}: `convention` must be one of {', '.join(CONVENTIONS)}, got {convention!r} "
+                         "(--convention=safjax is the trace form, =authors the OTTT authors' code).")
+    return convention
+
+
+def step_loss_maker(convention: str):
+    """``make_step_loss`` of ``convention``: `make_step_loss` ("safjax") or
+    `make_authors_step_loss` ("authors")."""
+    return {"safjax": make_step_loss, "authors": make_authors_step_loss}[check_convention(convention, "ottt")]
+
+
+def make_authors_step_loss(
+    net, config: config_lib.TrainConfig, num_steps: int, method: str = "ottt"
+):
+    """The OTTT authors' convention: the same forward and δ^l[t] as `make_step_loss`, but
+
+        ∇_{W_1} L[t] = δ^1[t]·x[t]ᵀ   (the raw input, not the input trace â^0[t])
+        ∇_{b_l} L[t] = δ^l[t]          (not δ^l[t]·c_t; the readout's bias too)
+
+    and ∇_{W_l} L[t] = δ^l[t]·â^{l−1}[t]ᵀ for the others. Built on the trace form's step: it
+    sees an input trace of 0 from step t − 1, so its â^0[t] = λ·0 + x[t] = x[t] (the input trace
+    feeds only the gradient path; the true trace is put back in the returned state), and every
+    ``bias`` enters as sg(b) + (b − sg(b))/c_t — b in value, derivative 1/c_t, which cancels c_t.
+    """
+    leak = validate(net, method)
+    step_loss = make_step_loss(net, config, num_steps, method)
+
+    def authors_step_loss(params, state: OTTTState, x_t: Array, labels: Array):
+        c = leak * state.c + 1.0
+        input_trace = leak * state.traces[0] + x_t
+        memoryless = state._replace(traces=(jnp.zeros_like(state.traces[0]),) + tuple(state.traces[1:]))
+        loss, (new_state, output, rates) = step_loss(_bias_gradient_scaled(params, 1.0 / c), memoryless, x_t, labels)
+        new_state = new_state._replace(traces=(sg(input_trace),) + tuple(new_state.traces[1:]))
+        return loss, (new_state, output, rates)
+
+    return authors_step_loss
+
+
+def _bias_gradient_scaled(params, scale):
+    """``params`` with every leaf named ``bias`` unchanged in value, its gradient multiplied by ``scale``."""
+
+    def scaled(path, leaf):
+        name = getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
+        return sg(leaf) + (leaf - sg(leaf)) * scale if name == "bias" else leaf
+
+    return jax.tree_util.tree_map_with_path(scaled, params)

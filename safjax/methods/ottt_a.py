@@ -12,10 +12,19 @@ NAME = "ottt_a"
 train_step = online.make_train_step(ottt.make_step_loss, ottt.init_state, NAME, update_every_step=False)
 
 
-def ottt_a() -> base.Method:
-    """OTTT with the T steps' gradients summed into one update per minibatch (docs/methods.md §3.3)."""
+def ottt_a(convention: str = "safjax") -> base.Method:
+    """OTTT with the T steps' gradients summed into one update per minibatch (docs/methods.md §3.3).
+
+    Args:
+      convention: 'safjax' (the trace form for every parameter, for which ∇SAF = ∇OTTT holds) or
+        'authors' (the OTTT authors' code: the raw input x[t] in the first layer's weight gradient,
+        δ for biases; docs/methods.md §3.4).
+    """
+    ottt.check_convention(convention, NAME)
+    step = train_step if convention == "safjax" else online.make_train_step(
+        ottt.step_loss_maker(convention), ottt.init_state, NAME, update_every_step=False)
     return base.Method(
-        NAME, "OTTT, gradients summed over T (docs/methods.md §3)", train_step, base.one_update,
+        NAME, "OTTT, gradients summed over T (docs/methods.md §3)", step, base.one_update,
         forward=ottt.forward, step_forward=ottt.step_forward,
-        validate=functools.partial(ottt.validate, method=NAME),
+        validate=functools.partial(ottt.validate, method=NAME), settings=(("convention", convention),),
     )
