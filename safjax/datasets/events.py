@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from safjax.datasets import cache_files
+
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.int8)])
 MODES = ("time", "count")
 CACHE_ENV = "SAFJAX_CACHE_DIR"
@@ -139,9 +141,11 @@ def cached(name: str, key: Mapping[str, object],
     ``key`` must name everything the arrays depend on (split, every framing parameter, seed,
     a format version), since it alone decides the file. The file is written to a temporary name
     in the same folder and renamed, so readers never see a partial file and concurrent builders
-    merely overwrite each other with the same contents. An unreadable file is rebuilt.
+    merely overwrite each other with the same contents. An unreadable file is rebuilt, and the
+    temporary files of killed writers are removed (`safjax.datasets.cache_files`).
     """
     path = cache_path(name, key)
+    cache_files.remove_stale(os.path.dirname(path))
     if os.path.exists(path):
         try:
             with np.load(path, allow_pickle=False) as stored:
@@ -150,7 +154,7 @@ def cached(name: str, key: Mapping[str, object],
             pass  # damaged (e.g. a full disk at write time): rebuild below
     arrays = {k: np.asarray(v) for k, v in build().items()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(suffix=".tmp", dir=os.path.dirname(path))
+    handle, tmp_path = tempfile.mkstemp(prefix=cache_files.temp_prefix(), suffix=".tmp", dir=os.path.dirname(path))
     try:
         with os.fdopen(handle, "wb") as f:
             np.savez(f, **arrays)

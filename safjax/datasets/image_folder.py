@@ -12,7 +12,8 @@ Decoding tens of thousands of files takes a while, so the decoded arrays are cac
 ``~/.cache/safjax/image_folder``), keyed by the absolute root, the split and a fingerprint of
 the files (class names, file count, total bytes, newest modification time of files and class
 folders): adding, removing, editing or moving an image makes a new entry (the stale one of the
-same root and split is deleted).
+same root and split is deleted). The temporary file of a writer killed mid-write is removed by
+the next load (`safjax.datasets.cache_files`).
 
 ``mean``/``std`` are the per-channel mean and standard deviation of the *train* split's pixels on
 the [0, 1] scale, for every split (so train and test are normalised alike); they are None when
@@ -33,6 +34,7 @@ import zipfile
 
 import numpy as np
 
+from safjax.datasets import cache_files
 from safjax.datasets.base import Dataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -199,7 +201,7 @@ def _write_cache(path: str, prefix: str, images, labels, classes, mean, std) -> 
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix=cache_files.temp_prefix(), suffix=".npz")
         try:
             with os.fdopen(handle, "wb") as f:
                 np.savez(f, images=images, labels=labels, classes=np.asarray(classes, dtype=str),
@@ -220,6 +222,7 @@ def _load_split(root: str, split: str) -> tuple[_Listing, np.ndarray, np.ndarray
     """(listing, images, labels, mean [C], std [C] of this split's own pixels), cached."""
     listing = _list_split(root, split)
     path, prefix = _cache_path(root, split, listing.fingerprint)
+    cache_files.remove_stale(os.path.dirname(path))
     cached = _read_cache(path, listing)
     if cached is not None:
         return (listing, *cached)

@@ -17,6 +17,8 @@ Images are ``[N, 32, 32, 3]`` uint8, labels ``[N]`` int32 (CIFAR-100: the 100 fi
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from safjax.datasets.base import Dataset
@@ -59,6 +61,17 @@ def _absent_message(name: str, data_dir: str | None, tfds) -> str | None:
             f"(<root>/train/<class>/*.png, <root>/test/<class>/*.png).")
 
 
+def _unreadable(name: str, data_dir: str | None, error: Exception) -> ValueError:
+    """One line for prepared data that TFDS cannot read (a truncated or overwritten file, a broken
+    dataset_info.json): the folder, the first line of the reason, and how to rebuild it."""
+    reason = (str(error).strip().splitlines() or [""])[0][:160]
+    root = os.path.expanduser(data_dir) if data_dir else "~/tensorflow_datasets (or $TFDS_DATA_DIR)"
+    return ValueError(
+        f"{name} in {os.path.join(root, name)} is unreadable ({type(error).__name__}: {reason}): delete that "
+        f"folder and rebuild it with `tfds build {name} --data_dir={data_dir or 'DIR'} --file_format=array_record` "
+        "on a machine with internet and TensorFlow (or pass --data_dir= of an intact copy).")
+
+
 def _read_all(source, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Every record of ``source`` as (images [N, 32, 32, 3] uint8, labels [N] int32)."""
     num_examples = len(source)
@@ -91,15 +104,27 @@ def _load(name: str, num_classes: int, mean, std, split: str, data_dir: str | No
     tfds = _import_tfds()
     try:
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except (NotImplementedError, FileNotFoundError, KeyError, ValueError):
+    except (NotImplementedError, FileNotFoundError, KeyError, ValueError) as error:
         # TFDS reports absent data obliquely ("file format TFRECORD is not supported" with a
         # data_dir, "`splits` is empty" without one); when the data is indeed absent, say what is
-        # missing and how to get it, otherwise let the original error through.
-        message = _absent_message(name, data_dir, tfds)
+        # missing and how to get it, otherwise it is there but unreadable.
+        try:
+            message = _absent_message(name, data_dir, tfds)
+        except Exception:  # noqa: BLE001 - its dataset_info.json is damaged too
+            message = None
         if message is None:
-            raise
+            raise _unreadable(name, data_dir, error) from None
         raise FileNotFoundError(message) from None
-    images, labels = _read_all(source, num_classes)
+    except ImportError:
+        raise
+    except Exception as error:  # noqa: BLE001 - TFDS's and ArrayRecord's errors of damaged files vary
+        raise _unreadable(name, data_dir, error) from None
+    try:
+        images, labels = _read_all(source, num_classes)
+    except ImportError:
+        raise
+    except Exception as error:  # noqa: BLE001 - e.g. RuntimeError of a truncated ArrayRecord file
+        raise _unreadable(name, data_dir, error) from None
     return Dataset(name, images, labels, num_classes, mean=mean, std=std, augment=True)
 
 
