@@ -6,7 +6,9 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 import tempfile
 import time
 from typing import Any, Callable
@@ -32,8 +34,11 @@ class Checkpointer:
         if step in self._manager.all_steps():  # an unreadable leftover of an earlier run
             self._manager.delete(step)
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(metadata))
-        self._manager.save(step, args=args, force=True)
-        self._manager.wait_until_finished()
+        # A failed save (e.g. a full disk) raises here; orbax would also log it with a traceback
+        # from each of its threads, and the caller reports it in one line.
+        with _quiet_loggers():
+            self._manager.save(step, args=args, force=True)
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.close()
@@ -62,6 +67,25 @@ class Checkpointer:
         return None
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C (SIGINT) back until the body ends, then raise its KeyboardInterrupt: a save is
+    then complete (and known to the caller) or not begun, and orbax's writer threads are not left
+    mid-write to print tracebacks at exit. A no-op outside the main thread or under another handler."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
+
 def short_reason(error: BaseException, limit: int = 160) -> str:
     """The error's type and the first line of its message, cut to ``limit`` characters (orbax /
     TensorStore errors carry the whole JSON specification of the array after the first line)."""
@@ -85,6 +109,20 @@ def _drop_closed_event_loop(hook):
 
 
 @contextlib.contextmanager
+def _quiet_loggers():
+    """Drop the log records of orbax (and absl, asyncio) below CRITICAL for the body."""
+    loggers = [logging.getLogger(name) for name in ("absl", "orbax", "orbax.checkpoint", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _quiet_orbax():
     """Orbax logs the failures it raises (with the full TensorStore specification), and when one
     array of a step is unreadable the reads of the others still in flight print "Event loop is
@@ -92,34 +130,29 @@ def _quiet_orbax():
     is tried, those log records are dropped and fd 2 goes to a temporary file; after a failure
     (given a moment for the reads in flight to end) that text is discarded — the caller reports
     the failure in one line — and after a success it is written out unchanged."""
-    loggers = [logging.getLogger(name) for name in ("absl", "orbax", "orbax.checkpoint", "asyncio")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL)
     sys.stderr.flush()
     saved = os.dup(2)
     captured = tempfile.TemporaryFile()
     os.dup2(captured.fileno(), 2)
-    failed = True
-    hook = sys.unraisablehook
-    sys.unraisablehook = _drop_closed_event_loop(hook)
-    try:
-        yield
-        failed = False
-    finally:
-        if failed:
-            time.sleep(0.5)  # the other arrays' reads finish and print their noise here
-            gc.collect()  # "Task exception was never retrieved" is logged (and dropped) now
-        sys.unraisablehook = hook
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-        if not failed:
-            captured.seek(0)
-            text = captured.read()
-            if text:
-                sys.stderr.write(text.decode(errors="replace"))
-                sys.stderr.flush()
-        captured.close()
+    with _quiet_loggers():
+        failed = True
+        hook = sys.unraisablehook
+        sys.unraisablehook = _drop_closed_event_loop(hook)
+        try:
+            yield
+            failed = False
+        finally:
+            if failed:
+                time.sleep(0.5)  # the other arrays' reads finish and print their noise here
+                gc.collect()  # "Task exception was never retrieved" is logged (and dropped) now
+            sys.unraisablehook = hook
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                captured.seek(0)
+                text = captured.read()
+                if text:
+                    sys.stderr.write(text.decode(errors="replace"))
+                    sys.stderr.flush()
+            captured.close()

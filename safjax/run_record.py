@@ -13,21 +13,31 @@ Fields fall into three groups:
   cosine schedule, which depends on the number of epochs, it must match;
 - every other field changes the result and must match; otherwise the rerun is refused in one
   line naming the fields and the ways out (a new ``--workdir``, or ``--restart``).
+
+A record that exists but cannot be read is refused the same way (its run cannot be checked);
+`lock` keeps a second run out of a workdir in use; `restart` deletes only what safjax wrote.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+
+from safjax.run_outputs import METRICS_FILE, PLOT_FILES, RESULTS_FILE
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"
 # num_devices (0 = all) is compared through "devices", the count the run actually used.
 FREE_FIELDS = ("workdir", "data_dir", "log_every", "checkpoint_every", "eval_batch_size", "num_devices")
 ROUNDING_FIELDS = ("devices", "unroll")
-# What a run leaves in its workdir (see safjax.run_outputs); --restart deletes these and nothing else.
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "results.json", "tensorboard", "plots", CONFIG_FILE)
+# What a run leaves at the top of its workdir (see safjax.run_outputs), with the ``.tmp`` files of
+# its atomic writes; --restart deletes these, and in the folders below only what safjax wrote there.
+RUN_FILES = (METRICS_FILE, RESULTS_FILE, CONFIG_FILE, RESULTS_FILE + ".tmp", CONFIG_FILE + ".tmp")
 
 
 def check_workdir(workdir: str) -> None:
@@ -51,18 +61,32 @@ def record(config, devices: int) -> dict:
 
 def load(workdir: str) -> dict | None:
     """The stored record: ``config.json``, else (workdirs of older versions) the settings in
-    ``results.json``; None when neither is readable."""
-    for name in (CONFIG_FILE, "results.json"):
-        try:
-            with open(os.path.join(workdir, name)) as f:
-                stored = json.load(f)
-        except (OSError, ValueError):
+    ``results.json``; None when neither exists (an older safjax killed before its results).
+
+    A present but unreadable record (truncated, edited, not a run's settings) raises ValueError in
+    one line naming it: the run it belongs to cannot be checked, so it must not be resumed blindly.
+    """
+    for name in (CONFIG_FILE, RESULTS_FILE):
+        path = os.path.join(workdir, name)
+        if not os.path.exists(path):
             continue
-        if isinstance(stored, dict) and "method" in stored:
-            if name == "results.json":
-                stored.setdefault("devices", stored.get("num_devices"))
-            return stored
+        try:
+            with open(path) as f:
+                stored = json.load(f)
+        except (OSError, ValueError) as error:
+            raise ValueError(_unreadable(workdir, path, str(error))) from None
+        if not (isinstance(stored, dict) and "method" in stored):
+            raise ValueError(_unreadable(workdir, path, "not the settings of a safjax run"))
+        if name == RESULTS_FILE:
+            stored.setdefault("devices", stored.get("num_devices"))
+        return stored
     return None
+
+
+def _unreadable(workdir: str, path: str, reason: str) -> str:
+    return (f"--workdir={workdir} holds checkpoints, but {path} is unreadable ({reason}), so they cannot "
+            "be checked against this run's settings: pass --restart to delete that run and start over, "
+            "or use another --workdir.")
 
 
 def save(workdir: str, record_: dict) -> None:
@@ -79,18 +103,75 @@ def has_run(workdir: str) -> bool:
         or os.path.exists(os.path.join(workdir, "results.json"))
 
 
-def restart(workdir: str) -> bool:
-    """Delete the outputs of the run in ``workdir`` (only those, see ``RUN_OUTPUTS``); True if any."""
-    found = False
-    for name in RUN_OUTPUTS:
+def _is_checkpoint(name: str) -> bool:
+    """An orbax step folder (``44``) or one it was writing when killed (``44.orbax-checkpoint-tmp…``)."""
+    step, _, rest = name.partition(".")
+    return step.isdigit() and (not rest or rest.startswith("orbax-checkpoint-tmp"))
+
+
+def _written_by_safjax(workdir: str) -> list[str]:
+    """Paths (relative to ``workdir``) of what a safjax run wrote there and nothing else: its files,
+    checkpoint steps, TensorBoard event files and plots by name."""
+    def listing(folder: str) -> list[str]:
+        path = os.path.join(workdir, folder)
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    found = [name for name in RUN_FILES if os.path.isfile(os.path.join(workdir, name))]
+    found += [os.path.join("checkpoints", n) for n in listing("checkpoints") if _is_checkpoint(n)]
+    found += [os.path.join("tensorboard", n) for n in listing("tensorboard") if n.startswith("events.out.tfevents.")]
+    return found + [os.path.join("plots", n) for n in listing("plots") if n in PLOT_FILES]
+
+
+def restart(workdir: str) -> list[str]:
+    """Delete what the run in ``workdir`` wrote (see `_written_by_safjax`), and its folders once empty;
+    returns the deleted paths, relative to ``workdir``. Anything else (a user's file, even inside
+    ``plots/``) is left where it is: see `other_files`."""
+    deleted = _written_by_safjax(workdir)
+    for name in deleted:
         path = os.path.join(workdir, name)
         if os.path.isdir(path):
             shutil.rmtree(path)
-            found = True
-        elif os.path.exists(path):
+        else:
             os.remove(path)
-            found = True
-    return found
+    for folder in ("checkpoints", "tensorboard", "plots"):
+        with contextlib.suppress(OSError):  # absent, or holds files safjax did not write
+            os.rmdir(os.path.join(workdir, folder))
+    return deleted
+
+
+def other_files(workdir: str) -> list[str]:
+    """Every file under ``workdir`` that is not safjax's own lock or write test, relative to it."""
+    found = []
+    for folder, _, names in os.walk(workdir):
+        for name in names:
+            path = os.path.relpath(os.path.join(folder, name), workdir)
+            if not (name.startswith(LOCK_FILE) or name.startswith(".write-test-")) or folder != workdir:
+                found.append(path)
+    return sorted(found)
+
+
+@contextlib.contextmanager
+def lock(workdir: str, process_index: int = 0) -> Iterator[None]:
+    """Hold ``workdir``'s lock (an exclusive ``flock`` on ``.lock``, ``.lock-process-<i>`` for process
+    i > 0 of a multi-process run) for the body; ValueError in one line naming the run holding it.
+
+    The operating system drops the lock when its process ends, however it ends, so a killed run
+    never leaves a stale one; the file keeps the holder's pid for the message.
+    """
+    name = LOCK_FILE if process_index == 0 else f"{LOCK_FILE}-process-{process_index}"
+    fd = os.open(os.path.join(workdir, name), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise ValueError(f"--workdir={workdir} is in use by another run (pid {holder}): wait for it to "
+                             "end (or stop it), or use another --workdir.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def compare(stored: dict, current: dict) -> tuple[list[str], list[str]]:

@@ -4,7 +4,9 @@
 ``workdir`` the run writes, as it goes, ``metrics.jsonl`` (one line per logged minibatch and per
 epoch), TensorBoard events, checkpoints every ``checkpoint_every`` minibatches (a rerun of the
 same command resumes from the newest readable one and ends exactly like an uninterrupted run),
-and at the end ``results.json`` and ``plots/`` (curves, firing rates, a spike raster).
+and at the end ``results.json`` and ``plots/`` (curves, firing rates, a spike raster). One run at
+a time holds a workdir (`safjax.run_record.lock`); Ctrl-C ends a run with one line naming the
+checkpoint a rerun resumes from, and a full disk with one line naming the workdir.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from safjax import (datasets, encoding, input_pipeline, learning_monitor, models, optimizers, precision,
-                    parallel, progress, run_record, run_outputs, simulate)
+from safjax import (checkpoints, datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
+                    precision, parallel, progress, run_record, run_outputs, simulate)
 from safjax import network as network_lib
 from safjax.checkpoints import Checkpointer
 from safjax.experiment_config import ExperimentConfig
@@ -106,10 +108,9 @@ def _prepare_workdir(config: ExperimentConfig, devices: int, restart: bool) -> d
     """Check the workdir up front and that it holds this run (or none); returns the results of an
     already finished identical run, else None (see `safjax.run_record`)."""
     workdir = config.workdir
-    run_record.check_workdir(workdir)
     if restart:
-        if jax.process_index() == 0 and run_record.restart(workdir):
-            _log(f"--restart: deleted the earlier run's checkpoints and outputs in {workdir}")
+        if jax.process_index() == 0:
+            _log_restart(workdir, run_record.restart(workdir), run_record.other_files(workdir))
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -128,6 +129,32 @@ def _prepare_workdir(config: ExperimentConfig, devices: int, restart: bool) -> d
     if finished is None and notes:
         _log(f"note: continuing the run in {workdir} with {'; '.join(notes)}")
     return finished
+
+
+def _log_restart(workdir: str, deleted: list[str], kept: list[str], shown: int = 5) -> None:
+    """One line: what --restart deleted and which files (not safjax's) it left in ``workdir``."""
+    if deleted:
+        _log(f"--restart: deleted the earlier run's checkpoints and outputs in {workdir} ({len(deleted)} entries)")
+    if kept:
+        names = ", ".join(kept[:shown]) + (f" and {len(kept) - shown} more" if len(kept) > shown else "")
+        _log(f"--restart: kept {len(kept)} file(s) in {workdir} that safjax did not write: {names}")
+
+
+def _interrupted(workdir: str, at: int, total_steps: int, saved: int) -> str:
+    """The one line of a run stopped by Ctrl-C at minibatch ``at``; ``saved``: its newest checkpoint."""
+    where = f"interrupted at minibatch {at} of {total_steps}"
+    if not workdir:
+        return f"{where}; nothing was saved (no --workdir)."
+    if not saved:
+        return f"{where}, before its first checkpoint: rerunning the same command starts it over."
+    return (f"{where}; rerun the same command to resume from the checkpoint at minibatch {saved} in "
+            f"{os.path.join(workdir, 'checkpoints')} (it then ends exactly like an uninterrupted run).")
+
+
+def _disk_full(workdir: str) -> run_outputs.DiskFullError:
+    return run_outputs.DiskFullError(
+        f"no space left on the disk of --workdir={workdir} (or its quota is used up): free space there, or "
+        "copy the workdir to another disk, and rerun the same command to resume from its newest checkpoint.")
 
 
 class RunSetup(NamedTuple):
@@ -163,12 +190,29 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
 
     With a ``workdir``, a rerun continues the run stored there (from its newest readable
     checkpoint; a finished one is not trained again) and refuses, in one line, a configuration that
-    would change its results (`safjax.run_record`); ``restart=True`` deletes that run first.
+    would change its results (`safjax.run_record`); ``restart=True`` deletes that run first (only
+    the files safjax wrote). ValueError when another run holds the workdir; `run_outputs.DiskFullError`
+    (one line) when its disk fills up; KeyboardInterrupt (Ctrl-C) in the training loop carries one
+    line saying where a rerun resumes.
     ``started`` is when the process started (`time.time()`), for the wall time reported at the end;
     default: now.
     """
     started = time.time() if started is None else started
     config.validate()
+    if not config.workdir:
+        return _train_and_evaluate(config, restart, started)
+    run_record.check_workdir(config.workdir)
+    try:
+        with run_record.lock(config.workdir, jax.process_index()):  # one run per workdir at a time
+            return _train_and_evaluate(config, restart, started)
+    except Exception as error:
+        if run_outputs.is_disk_full(error):
+            raise _disk_full(config.workdir) from None
+        raise
+
+
+def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float) -> dict:
+    """`train_and_evaluate` of a validated ``config`` whose workdir (if any) this process holds."""
     mesh = parallel.make_mesh(config.num_devices or None)
     num_devices = mesh.devices.size
     if config.batch_size % num_devices:
@@ -221,7 +265,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
         run_record.save(config.workdir, run_record.record(config, num_devices))
         if first_step < total_steps and os.path.exists(os.path.join(config.workdir, RESULTS_FILE)):
             os.remove(os.path.join(config.workdir, RESULTS_FILE))  # a run extended to more epochs: not finished
-    outputs = RunOutputs(config.workdir, first_step) if config.workdir and jax.process_index() == 0 else None
+    outputs = RunOutputs(config.workdir, first_step, log=_log) if config.workdir and jax.process_index() == 0 else None
     params, opt_state = parallel.replicate((params, opt_state), mesh)
     rows = input_pipeline.process_rows(config.batch_size, jax.process_index(), jax.process_count())
     run_key = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 went to the method's init_params
@@ -259,6 +303,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
     warned: set[str] = set()
     meter = None
     lead = jax.process_index() == 0
+    at = first_step  # the minibatch in progress, for the line of an interrupted run
 
     def totals_so_far() -> dict:
         return {"train_time_s": before.get("train_time_s", 0.0) + train_time,
@@ -274,7 +319,7 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
 
     try:
         for global_step, epoch, index, inputs, labels in batches:
-            tick = time.time()
+            tick, at = time.time(), global_step + 1
             if compiled is None:
                 _log("compiling the training step …", end="")
                 compiled = step.jitted.lower(params, opt_state, inputs, labels, minibatch_key(0)).compile()
@@ -328,10 +373,13 @@ def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started:
                     _log(found[kind])
                 warned.update(found)
             if checkpointer and (done % config.checkpoint_every == 0 or done == total_steps):
-                checkpointer.save(done, {"params": params, "opt_state": opt_state},
-                                  {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss,
-                                   "totals": totals_so_far()})
-                last_saved = done
+                with checkpoints.interrupts_deferred():  # Ctrl-C: after the save, which it then names
+                    checkpointer.save(done, {"params": params, "opt_state": opt_state},
+                                      {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss,
+                                       "totals": totals_so_far()})
+                    last_saved = done
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted(config.workdir, at, total_steps, last_saved)) from None
     finally:
         if meter is not None:
             meter.close()
