@@ -11,6 +11,7 @@ skips finished cells and resumes interrupted ones. The summary goes to `<workdir
 
 import sys
 
+import jax
 from absl import app, flags
 
 from safjax import sweep
@@ -27,6 +28,10 @@ flags.DEFINE_bool("summarize_only", False, "Only rebuild summary.md / .csv / swe
 
 def main(argv):
     base_flags = argv[1:]
+    # This process only plans, validates and summarises; the cells get the accelerators. CPU only
+    # here keeps it from taking accelerator memory (and JAX from logging its failed TPU probe);
+    # a config setting, not JAX_PLATFORMS, so the cells do not inherit it.
+    jax.config.update("jax_platforms", "cpu")
     try:
         if FLAGS.summarize_only:
             if FLAGS.grid or base_flags:

@@ -6,8 +6,9 @@ command-line front end.
 measures
 
 - the inference conversion (docs/methods.md §4.7): the accuracy of the trained parameters in the
-  training-mode SAF forward against the spike-propagating LIF net they run in (SAF-compatible
-  networks; for the others the two are the same net);
+  run's own training-mode forward (SAF's accumulations for saf_e/saf_f) against the
+  spike-propagating LIF net they run in (SAF-compatible networks; for the others the two are the
+  same net);
 - the exported graph: written with `safjax.nir.export`, read back with `nir.read`, imported with
   `safjax.nir.to_network` and evaluated — equal to the LIF net for a hard-reset network, and, for
   the approximate export of a soft-reset one (``reset="zero"``), the accuracy change it costs;
@@ -105,23 +106,44 @@ def snntorch_agreement(graph, net, params, test_set, time_steps: int, examples: 
             "max_abs_output_difference": float(np.max(np.abs(theirs - ours)))}
 
 
+def run_summary(config, step: int, num_train_examples: int) -> str:
+    """What the export reads, in words: method, data, model, seed, lr, T and how far the run
+    got, e.g. ``saf_e on digits, model digits_mlp, seed 0, lr 0.001, T=4, checkpoint at minibatch
+    10 of 48 (unfinished)``."""
+    total = config.epochs * (num_train_examples // config.batch_size)
+    progress = f"checkpoint at minibatch {step} of {total}" + (" (unfinished)" if step < total else "")
+    return (f"{config.method} on {config.dataset}, model {config.model_name}, seed {config.seed}, "
+            f"lr {config.learning_rate:g}, T={config.time_steps}, {progress}")
+
+
+def _training_forward(config, net) -> Callable:
+    """``forward(params, inputs [T, B, ...]) -> o [T, B, C]`` of the run's own method in training
+    mode (SAF's accumulations for saf_e/saf_f, OTTT's two evaluations, the spiking net for BPTT)."""
+    method = config.build_method()
+
+    def forward(params, inputs):
+        labels = jnp.zeros(inputs.shape[1], jnp.int32)  # a forward's loss needs labels; its outputs do not
+        return method.forward(net, params, inputs, labels)
+
+    return forward
+
+
 def export_run(workdir: str, output: str, *, reset: str = "refuse", dt: float = nir_lib.DEFAULT_DT,
                discretisation: str = "euler", fold_scales: bool = True, batch_size: int = 256,
                cross_check_examples: int = -1, log: Callable[[str], None] = print) -> dict:
     """Export the run in ``workdir`` to the NIR file ``output`` and measure it (see the module
     docstring); returns the figures it printed. ``cross_check_examples`` ≥ 0 also runs the exported
     graph in snnTorch on that many test examples (0 = all) and reports the agreement."""
-    config, _, test_set, net, params, step = load_run(workdir)
-    log(f"{workdir}: {config.method} on {config.dataset}, model {config.model_name}, T={config.time_steps}, "
-        f"checkpoint at minibatch {step}; {len(test_set)} test examples")
+    config, train_set, test_set, net, params, step = load_run(workdir)
+    log(f"{workdir}: {run_summary(config, step, len(train_set))}; {len(test_set)} test examples")
     lif = lambda p, x: simulate.run(net, p, x)[0]  # noqa: E731
     report = {"workdir": workdir, "output": output, "checkpoint_step": step}
     report["lif_accuracy"] = accuracy(lif, params, test_set, config.time_steps, batch_size)
     if _saf_compatible(net):
-        report["training_mode_accuracy"] = accuracy(lambda p, x: inference.saf_outputs(net, p, x), params, test_set,
+        report["training_mode_accuracy"] = accuracy(_training_forward(config, net), params, test_set,
                                                     config.time_steps, batch_size)
-        log(f"conversion (docs/methods.md §4.7): training-mode (SAF) accuracy {report['training_mode_accuracy']:.4f} → "
-            f"spiking LIF net {report['lif_accuracy']:.4f} "
+        log(f"conversion (docs/methods.md §4.7): training-mode ({config.method}) accuracy "
+            f"{report['training_mode_accuracy']:.4f} → spiking LIF net {report['lif_accuracy']:.4f} "
             f"({100 * (report['lif_accuracy'] - report['training_mode_accuracy']):+.2f} points)")
     else:
         log(f"spiking LIF net accuracy {report['lif_accuracy']:.4f} (trained and run as the same net: no conversion)")

@@ -116,7 +116,8 @@ def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128,
     """Spike rasters of one example, one panel per spiking layer (time on x, neuron on y).
 
     The PNG is 8 in wide and 1 + 2·L in tall for L layers. A layer wider than ``max_neurons`` shows
-    ``max_neurons`` evenly spaced neurons, and its panel title says so.
+    ``max_neurons`` evenly spaced neurons, drawn at rows 0 … k − 1 (the y axis counts the k shown,
+    labelled ``neuron (k of N sampled)``), and its panel title says so. Each spike is a marker.
 
     Args:
       spikes: a list with one ``[T, N]`` array of 0/1 per spiking layer (flatten convolutional
@@ -134,23 +135,27 @@ def spike_raster(spikes, path: str, title: str = "", max_neurons: int = 128,
     if layer_names is not None and len(layer_names) != len(spikes):
         raise ValueError(f"`layer_names` has {len(layer_names)} names for {len(spikes)} layers.")
     num_steps = spikes[0].shape[0]
-    fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 1 + 2 * len(spikes)), sharex=True, squeeze=False)
+    # constrained layout keeps the figure title clear of the first panel's title at any depth.
+    fig, axes = plt.subplots(len(spikes), 1, figsize=(8, 1 + 2 * len(spikes)), sharex=True, squeeze=False,
+                             layout="constrained")
     for i, (ax, s) in enumerate(zip(axes[:, 0], spikes)):
         width = s.shape[1]
         shown = np.unique(np.linspace(0, width - 1, min(width, max_neurons)).round().astype(int))
-        # A black cell per spike: time is discrete and often short, so cells read better than ticks.
-        ax.imshow(s[:, shown].T != 0, cmap="Greys", vmin=0, vmax=1, aspect="auto", origin="lower",
-                  interpolation="nearest", extent=(-0.5, num_steps - 0.5, -0.5, width - 0.5))
+        steps, rows = np.nonzero(s[:, shown])
+        # Markers about a row high (~110 pt of panel over the rows shown), never below 2 pt.
+        size = max(2.0, min(6.0, 110.0 / len(shown)))
+        ax.plot(steps, rows, linestyle="none", marker="s", markersize=size, color="black")
+        ax.set_xlim(-0.5, num_steps - 0.5)
+        ax.set_ylim(-0.5, len(shown) - 0.5)
         subset = f", {len(shown)} of {width} neurons shown" if len(shown) < width else ""
         name = layer_names[i] if layer_names is not None else f"layer {i + 1}"
         ax.set_title(f"{name}: {width} neurons, rate {float(np.mean(s != 0)):.3f}{subset}",
                      fontsize=9)
-        ax.set_ylabel("neuron")
+        ax.set_ylabel(f"neuron ({len(shown)} of {width} sampled)" if subset else "neuron", fontsize=8)
     axes[-1, 0].set_xlabel("time step t")
     axes[-1, 0].xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     _save(fig, path)
 
 

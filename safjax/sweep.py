@@ -486,12 +486,19 @@ def write_summary(workdir: str, failures: Sequence[Failure]) -> list[dict]:
     plot = os.path.join(workdir, "sweep.png")
     if rows:
         series = [k for k in keys if k != "time_steps"]
-        plots.sweep_comparison(rows, plot, series_keys=tuple(series), title="test accuracy (mean ± std over seeds)")
+        plots.sweep_comparison(rows, plot, series_keys=tuple(series), title=_plot_title(sweep, records))
     elif os.path.exists(plot):
         os.remove(plot)
     with open(os.path.join(workdir, "summary.md"), "w") as f:
         f.write(_markdown(sweep, keys, rows, found, failures, has_plot=bool(rows)))
     return rows
+
+
+def _plot_title(sweep: Mapping, records: Sequence[Mapping]) -> str:
+    """sweep.png's title: what it shows, the grid and the data set(s), e.g. ``test accuracy (mean ±
+    std over seeds) on digits`` over ``grid method=saf_e,ottt_o;seed=0,1``."""
+    datasets = ", ".join(dict.fromkeys(str(r.get("dataset", "?")) for r in records))
+    return f"test accuracy (mean ± std over seeds) on {datasets}\ngrid {sweep['grid']}"
 
 
 def _markdown(sweep: Mapping, keys: Sequence[str], rows: Sequence[Mapping], found: Mapping,
