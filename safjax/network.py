@@ -196,9 +196,10 @@ def require_linear_operators(net: Network, method: str) -> None:
         )
 
 
-def check_inputs(net: Network, inputs: Array, labels: Array) -> None:
-    """Validate time-major ``inputs`` [T, B, *input_shape] and integer ``labels`` [B] in
-    [0, num_classes) (the range is checked when the labels are concrete, not traced)."""
+def check_inputs(net: Network, inputs: Array, labels: Array | None = None) -> None:
+    """Validate time-major floating-point ``inputs`` [T, B, *input_shape] and integer ``labels``
+    [B] in [0, num_classes) (``labels=None``: inputs only, e.g. for inference). Concrete (not
+    traced) inputs must be finite and concrete labels in range: one reduction each, no copy."""
     expected = ("T", "B") + net.input_shape
     if inputs.ndim != len(expected) or tuple(inputs.shape[2:]) != net.input_shape:
         raise ValueError(
@@ -207,6 +208,15 @@ def check_inputs(net: Network, inputs: Array, labels: Array) -> None:
         )
     if inputs.shape[0] < 1:
         raise ValueError("`inputs` has T = 0 time steps; T must be ≥ 1.")
+    if not jnp.issubdtype(inputs.dtype, jnp.floating):
+        raise ValueError(
+            f"`inputs` must be floating point (spikes or currents), got dtype {inputs.dtype}; convert "
+            "with inputs.astype(jnp.float32) (images scaled to [0, 1], e.g. / 255)."
+        )
+    if _is_concrete(inputs):
+        _check_finite(inputs)
+    if labels is None:
+        return
     if labels.ndim == 1 and labels.shape[0] == inputs.shape[0] != inputs.shape[1]:
         raise ValueError(
             f"`inputs` look batch-major [B, T, ...] = {tuple(inputs.shape)} for {labels.shape[0]} labels; "
@@ -218,8 +228,32 @@ def check_inputs(net: Network, inputs: Array, labels: Array) -> None:
         )
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise ValueError(f"`labels` must be integer class indices, got dtype {labels.dtype}.")
-    if not isinstance(labels, jax.core.Tracer) and getattr(labels, "is_fully_addressable", True):
-        check_label_range(labels, net.num_classes)  # multi-host global arrays: the trainer checks its data
+    if _is_concrete(labels):
+        check_label_range(labels, net.num_classes)
+
+
+def _is_concrete(x) -> bool:
+    """A value this process can read: not traced, and (multi-host global arrays) fully
+    addressable; the trainer checks its own data."""
+    return not isinstance(x, jax.core.Tracer) and getattr(x, "is_fully_addressable", True)
+
+
+def _check_finite(inputs) -> None:
+    """Refuse NaN/inf inputs (they would turn every parameter NaN in one update). A NumPy array is
+    checked on the host, a JAX array by one reduction on its device (a scalar comes back)."""
+    import numpy as np
+
+    if isinstance(inputs, np.ndarray):
+        finite = np.isfinite(inputs).all()
+    else:
+        with jax.ensure_compile_time_eval():  # a concrete array seen while tracing (a closure constant)
+            finite = jnp.isfinite(inputs).all()
+    if not bool(finite):
+        values = np.asarray(inputs)
+        raise ValueError(
+            f"`inputs` hold {int(np.isnan(values).sum())} NaN and {int(np.isinf(values).sum())} infinite "
+            "value(s): training on them makes every parameter NaN; clean or clip the data first."
+        )
 
 
 def check_label_range(labels, num_classes: int, what: str = "`labels`") -> None:
@@ -235,22 +269,36 @@ def check_label_range(labels, num_classes: int, what: str = "`labels`") -> None:
         )
 
 
-def check_params(expected, params) -> None:
+def check_params(expected, params, hint: str = "params of another model?") -> None:
     """Refuse ``params`` whose tree structure or leaf shapes differ from ``expected`` (a pytree of
-    arrays or shape structs, e.g. ``jax.eval_shape`` of the initialiser), in one line."""
+    arrays or shape structs, e.g. ``jax.eval_shape`` of the initialiser), in one line ending in
+    ``hint``."""
+    check_tree(expected, params, "the parameter tree does not match the network", hint)
+
+
+def check_tree(expected, tree, what: str, hint: str) -> None:
+    """Refuse a pytree whose structure or leaf shapes differ from ``expected``'s: one line,
+    ``what``, the first difference, then ``(hint)``. ``expected``'s leaves have ``.shape``."""
     expected_leaves, expected_tree = jax.tree_util.tree_flatten(expected)
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    if tree != expected_tree:
-        raise ValueError(
-            f"the parameter tree does not match the network: expected {len(expected_leaves)} arrays "
-            f"in the network's layout, got {len(leaves)} in another (params of another model?)."
+    if jax.tree_util.tree_structure(tree) != expected_tree:
+        want, got = (
+            [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(t)] for t in (expected, tree)
         )
-    for path_leaf, want in zip(jax.tree_util.tree_leaves_with_path(params), expected_leaves):
+        first = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+        if want == got:
+            difference = "the same paths in other containers (e.g. tuple for list)"
+        else:
+            difference = (f"first difference: expected {want[first] if first < len(want) else 'nothing'}, "
+                          f"got {got[first] if first < len(got) else 'nothing'}")
+        raise ValueError(
+            f"{what}: another layout ({len(got)} arrays given, {len(want)} expected; {difference}) ({hint})."
+        )
+    for path_leaf, want in zip(jax.tree_util.tree_leaves_with_path(tree), expected_leaves):
         path, leaf = path_leaf
         if tuple(jnp.shape(leaf)) != tuple(want.shape):
             raise ValueError(
-                f"the parameter tree does not match the network: {jax.tree_util.keystr(path)} has "
-                f"shape {tuple(jnp.shape(leaf))}, the network needs {tuple(want.shape)} (params of another model?)."
+                f"{what}: {jax.tree_util.keystr(path)} has shape {tuple(jnp.shape(leaf))}, "
+                f"expected {tuple(want.shape)} ({hint})."
             )
 
 

@@ -80,10 +80,12 @@ def make_parallel_train_step(
     ``donate=True`` donates the params and optimizer-state buffers to the step (the trainer's
     setting: the step's outputs replace them, so no second copy is kept). Like
     `safjax.make_train_step`, networks the method cannot train are refused when the step is made
-    and every call checks the params, inputs and labels first (``step.jitted`` checks nothing).
+    and every call checks the params, optimizer state, inputs and labels first (``step.jitted``
+    checks nothing).
     """
     method = step_builder.as_method(method)
     method.validate(net)  # e.g. MaxPool under SAF: refused now, not at the first call
+    step_builder.check_layer_widths(net)
     train_step = method.train_step
     replicated = NamedSharding(mesh, P())
     inputs_sharding, labels_sharding = batch_shardings(mesh)
@@ -119,7 +121,7 @@ def make_parallel_train_step(
                      donate_argnums=(0, 1) if donate else ())
 
     def step(params, opt_state, inputs, labels, key=None):
-        network_lib.check_params(step_builder.expected_params(method, net), params)
+        step_builder.check_state(method, net, optimizer, params, opt_state)
         if prepare_inputs is None:
             network_lib.check_inputs(net, inputs, labels)
         elif getattr(labels, "is_fully_addressable", True):

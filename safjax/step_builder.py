@@ -4,6 +4,7 @@ has the data-parallel one), and the checks both run before the compiled code."""
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable
 
 import jax
@@ -28,6 +29,61 @@ def expected_params(method: methods.Method, net: network_lib.Network):
         return method.init_params(net, network_lib.init_params(net, key), key)
 
     return jax.eval_shape(init, jax.random.key(0))
+
+
+@functools.cache
+def _network_param_shapes(net: network_lib.Network):
+    return jax.eval_shape(lambda key: network_lib.init_params(net, key), jax.random.key(0))
+
+
+@functools.cache  # an optax optimizer is a NamedTuple of functions: hashed by their identity
+def expected_opt_state(method: methods.Method, net: network_lib.Network, optimizer):
+    """Shapes of ``optimizer.init(params)`` for the params ``method`` trains on ``net``."""
+    return jax.eval_shape(optimizer.init, expected_params(method, net))
+
+
+def check_state(method: methods.Method, net: network_lib.Network, optimizer, params, opt_state) -> None:
+    """Refuse, in one line, params or an optimizer state that do not belong to this method,
+    network and optimizer (they would fail later as a KeyError or a broadcast, or train wrongly)."""
+    expected = expected_params(method, net)
+    try:
+        network_lib.check_params(expected, params)
+    except ValueError:
+        if _matches(_network_param_shapes(net), params):  # the network's own params, heads missing
+            raise ValueError(
+                f"{method!r} trains more than the network's params (e.g. TL-BPTT's auxiliary heads): pass "
+                "params = method.init_params(net, model.params(), key); after training, "
+                "method.network_params(params) gives the network's params back (e.g. for model.load_params)."
+            ) from None
+        raise
+    network_lib.check_tree(
+        expected_opt_state(method, net, optimizer), opt_state,
+        "`opt_state` does not match optimizer.init(params) of this optimizer and network",
+        "an opt_state of another optimizer or model? make it with optimizer.init(params)")
+
+
+def _matches(expected, tree) -> bool:
+    try:
+        network_lib.check_params(expected, tree)
+    except ValueError:
+        return False
+    return True
+
+
+MIN_CHANNELS = 4  # a spiking layer narrower than this is almost surely a mistake (see check_layer_widths)
+
+
+def check_layer_widths(net: network_lib.Network) -> None:
+    """Warn (one line) about spiking layers with fewer than `MIN_CHANNELS` channels (features),
+    e.g. from a tiny ``--width`` rounded up to 1 (the operators refuse 0 themselves)."""
+    narrow = [(index, shape[-1]) for index, shape in enumerate(net.layer_shapes, start=1)
+              if shape and shape[-1] < MIN_CHANNELS]
+    if narrow:
+        listed = ", ".join(f"layer {index}: {channels}" for index, channels in narrow)
+        warnings.warn(
+            f"spiking layers with fewer than {MIN_CHANNELS} channels ({listed}) carry almost no "
+            "information: training will likely stay near chance; widen them (experiments.train: a larger "
+            "--width, which scales every layer's channels, rounded and at least 1).", stacklevel=3)
 
 
 def needs_key(method: methods.Method, net: network_lib.Network) -> bool:
@@ -71,13 +127,16 @@ def make_train_step(
     ``method`` is a `Method` (``safjax.methods.get_method("tbptt", truncation=4)``) or a registered
     name (default settings). Compiled once per input shape. What the method cannot train (e.g.
     ``MaxPool`` under SAF / OTTT / SR, an adaptive threshold under SAF) is refused here, when the
-    step is made; every call checks, before the compiled code runs, that the params match the
-    network, that the inputs are time-major and that the labels are class indices in
+    step is made (and a spiking layer narrower than `MIN_CHANNELS` warned about); every call
+    checks, before the compiled code runs, that the params match the network (and the method:
+    TL-BPTT's heads), that ``opt_state`` is ``optimizer.init`` of such params, that the inputs are
+    time-major, floating point and finite and that the labels are class indices in
     [0, num_classes). ``key`` is the minibatch's PRNG key, required where the method or the
     network draws random numbers.
     """
     method = as_method(method)
     method.validate(net)
+    check_layer_widths(net)
     train_step = method.train_step
 
     @jax.jit
@@ -87,7 +146,7 @@ def make_train_step(
                           key=method_key)
 
     def step(params, opt_state, inputs, labels, key=None):
-        network_lib.check_params(expected_params(method, net), params)
+        check_state(method, net, optimizer, params, opt_state)
         network_lib.check_inputs(net, inputs, labels)
         return jitted(params, opt_state, inputs, labels, check_key(method, net, key))
 

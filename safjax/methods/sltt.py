@@ -146,6 +146,10 @@ def sltt_k(backprop_steps: int = 0) -> base.Method:
     def step(net, params, opt_state, inputs, labels, *, optimizer, config, key=None):
         """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
         num_steps = inputs.shape[0]
+        if backprop_steps > num_steps:
+            raise ValueError(
+                f"sltt_k: `backprop_steps` (--backprop_steps) = {backprop_steps} exceeds the T = {num_steps} "
+                f"time steps of the inputs: expected 0 (every step) to {num_steps}.")
         selected = None
         if 0 < backprop_steps < num_steps:
             if key is None:

@@ -109,8 +109,8 @@ def _check_params(net, params, config) -> None:
         raise ValueError(
             f"tbptt with block_size={config.block_size} trains {num_heads} auxiliary "
             "classifier(s): params must be {'network': ..., 'aux': (one head per block but the "
-            "last)}, made by safjax.get_method('tbptt').init_params(net, network_params, config, "
-            "key) with the same config."
+            "last)}: pass method.init_params(net, model.params(), key) of a tbptt method with the "
+            "same block_size; after training, method.network_params(params) gives the network's back."
         )
 
 
@@ -338,6 +338,18 @@ def tbptt(truncation: int = 0, block_size: int = 0, window_mode: str = "update",
         return train_step(net, params, opt_state, inputs, labels, optimizer=optimizer,
                           config=with_settings(config), key=key)
 
+    def validate(net: network_lib.Network) -> None:
+        size = settings["block_size"]
+        if size is not None and not isinstance(net, network_lib.Network):
+            raise ValueError(
+                f"tbptt: local blocks (`block_size` = {size}) add an auxiliary classifier after each block of "
+                "spiking layers, which needs a safjax.nn.Sequential model; use block_size=0 (truncation "
+                "works on any model) or build the model with safjax.nn.Sequential.")
+        if size is not None and size > net.num_layers:
+            raise ValueError(
+                f"tbptt: `block_size` (--block_size) = {size} exceeds the network's {net.num_layers} "
+                f"spiking layer(s): expected 0 (one block) or 1 to {net.num_layers}.")
+
     def updates(num_steps: int) -> int:
         if window_mode == "accumulate":
             return 1
@@ -354,7 +366,7 @@ def tbptt(truncation: int = 0, block_size: int = 0, window_mode: str = "update",
     return base.Method(
         NAME, "temporally-truncated (local) BPTT, optional blocks of B layers (docs/methods.md §7)", step,
         updates, init_params=lambda net, p, key: init_params(net, p, with_settings(config_lib.TrainConfig()), key),
-        network_params=network_params, cost_model=cost_model,
+        network_params=network_params, cost_model=cost_model, validate=validate,
         settings=(("truncation", truncation), ("block_size", block_size), ("window_mode", window_mode),
                   ("remat", remat)),
     )
