@@ -14,6 +14,9 @@ input. All computation lives in the pure core (`safjax.ops`, `safjax.neurons`, t
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -126,10 +129,48 @@ class Scale(Operator):
 
 class Dropout(Operator):
     """Neuron dropout on the spikes this path reads, one mask per minibatch held over T
-    (docs/methods.md §1.7); the identity at evaluation."""
+    (docs/methods.md §1.7); the identity at evaluation.
 
-    def __init__(self, rate: float = 0.1):
+    Training steps (`safjax.make_train_step`) always drop, with the step's key. Called as a module
+    it follows Flax's ``deterministic`` convention (``model.eval()`` sets it, ``model.train()``
+    clears it; default: training): in training mode it draws a mask from ``rngs`` (given here or
+    to the call; ``nnx.Rngs`` use their ``dropout`` stream) — a new one per call of the
+    module, one held over T per call of a `Sequential`; deterministic, it is the identity.
+    """
+
+    def __init__(self, rate: float = 0.1, *, deterministic: bool = False,
+                 rngs: nnx.Rngs | nnx.RngStream | None = None):
         super().__init__(dropout_lib.Dropout(rate))
+        self.deterministic = deterministic
+        if isinstance(rngs, nnx.Rngs):
+            self.rngs = rngs["dropout"].fork()
+        elif isinstance(rngs, nnx.RngStream):
+            self.rngs = rngs.fork()
+        else:
+            self.rngs = nnx.data(None)
+
+    @property
+    def training(self) -> bool:
+        return not self.deterministic and self.op.rate > 0
+
+    def __call__(self, x: Array, bias_scale=1.0, *, rngs=None) -> Array:
+        """One step, x [B, ...]: x masked (training mode) or x itself (deterministic)."""
+        if not self.training:
+            return x
+        key = _dropout_key(rngs if rngs is not None else self.rngs)
+        return dataclasses.replace(self.op, key=key).apply({}, x, bias_scale)
+
+
+def _dropout_key(rngs) -> Array:
+    """A key from ``nnx.Rngs`` (its ``dropout`` stream), an ``nnx.RngStream`` or a key itself."""
+    if rngs is None:
+        raise ValueError(
+            "nn.Dropout is in training mode (the default, or after model.train()) and has no random "
+            "numbers: pass rngs=nnx.Rngs(dropout=seed) (to the call or to nn.Dropout), or call "
+            "model.eval() for evaluation.")
+    if isinstance(rngs, nnx.Rngs):
+        return rngs.dropout()
+    return rngs() if isinstance(rngs, nnx.RngStream) else rngs
 
 
 class Upsample(Operator):
@@ -291,14 +332,50 @@ class Sequential(nnx.Module):
         return tree
 
     def load_params(self, params: network_lib.Params) -> None:
-        """Write a params pytree (e.g. after training) back into the modules."""
+        """Write the network's params pytree (e.g. after training) back into the modules; params
+        of another network, or a method's larger tree (TL-BPTT's heads), are refused in one line."""
+        extra = isinstance(params, dict) and set(params) != {"layers", "readout"}
+        network_lib.check_params(self.params(), params, hint=(
+            "params with a method's extra parts, e.g. TL-BPTT's auxiliary heads? pass "
+            "method.network_params(params)" if extra else "params of another model?"))
         for module, location in self._slots():
             module.load_params(_get(params, location))
 
-    def __call__(self, inputs: Array) -> Array:
-        """Inference with spikes: inputs [T, B, *input_shape] → readout o[t], [T, B, C]."""
-        outputs, _ = simulate.run(self.network, self.params(), inputs)
+    def __call__(self, inputs: Array, *, rngs=None) -> Array:
+        """Spikes forward: time-major inputs [T, B, *input_shape] → readout o[t], [T, B, C].
+
+        Dropout modules in training mode (the default; `model.train()`) drop with one mask per call
+        held over T, from ``rngs`` or their own; after ``model.eval()`` they are the identity.
+        """
+        network_lib.check_inputs(self.network, inputs)
+        # Both layouts have the same rank, so this is a guess, hence a warning: minibatches (≥ 16
+        # examples) are usually larger than T, and time-major inference usually has few examples.
+        if inputs.shape[0] >= 16 and inputs.shape[0] > inputs.shape[1] > 1:
+            warnings.warn(
+                f"Sequential: inputs {tuple(inputs.shape)} are read time-major, as T = {inputs.shape[0]} "
+                f"steps of B = {inputs.shape[1]} examples; if they are batch-major [B, T, ...], pass "
+                "jnp.swapaxes(inputs, 0, 1).", stacklevel=2)
+        outputs, _ = simulate.run(self._with_dropout_masks(rngs), self.params(), inputs)
         return outputs
+
+    def _with_dropout_masks(self, rngs):
+        """``self.network`` with each training-mode Dropout bound to one key (its own salt)."""
+        dropouts = [m for m in self._walk_order() if isinstance(m, Dropout)]
+        if not any(m.training for m in dropouts):
+            return self.network
+        if rngs is None:
+            rngs = next((m.rngs for m in dropouts if m.training and m.rngs is not None), None)
+        key = _dropout_key(rngs)
+        training = iter([m.training for m in dropouts])  # network.all_ops order = `_walk_order`
+        salt = iter(range(len(dropouts)))
+
+        def bind(op):
+            if not isinstance(op, dropout_lib.Dropout):
+                return op
+            live, index = next(training), next(salt)
+            return dataclasses.replace(op, key=key, salt=index) if live else op
+
+        return network_lib.map_operators(self.network, bind)
 
 
 def _get(tree, location):
