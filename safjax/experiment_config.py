@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Mapping
 
 # The model a data set trains by default (``--model=""``).
@@ -37,16 +38,17 @@ class ExperimentConfig:
     """One training run."""
 
     method: str = _field("saf_e", "Training method: {methods}. Its settings are flags of their own (below).")
-    dataset: str = _field("digits", "Data set: {datasets} or image_folder:<root> (decoded "
-                          "once, then cached as arrays in ~/.cache/safjax, or $SAFJAX_CACHE_DIR: 60–215 MB "
-                          "for CIFAR-sized sets; event frames are cached there too).")
+    dataset: str = _field("digits", "Data set: {datasets} or image_folder:<root> (a leading ~ in <root> is "
+                          "your home folder; decoded once, then cached as arrays in ~/.cache/safjax, or "
+                          "$SAFJAX_CACHE_DIR: 60–215 MB for CIFAR-sized sets; event frames are cached there too).")
     model: str = _field("", "Model: {models} ('' = the data set's default).")
     precision: str = _field("f32", "Synaptic operators in 'f32' or 'bf16' (bf16 operands, f32 accumulation; "
                             "parameters, optimizer state, neuron states and the loss stay f32; safjax/precision.py).")
     dropout: float = _field(0.0, "Neuron dropout rate p after every spiking layer: one mask per minibatch, held "
                             "over the T steps, identity at evaluation (docs/methods.md §1.7); 0 = none.")
     width: float = _field(1.0, "Channel-width multiplier of the model (e.g. 0.125: VGG-11 with 8…64 channels, CPU-sized).")
-    data_dir: str = _field("", "Where tensorflow-datasets / event data live ('' = the library default).")
+    data_dir: str = _field("", "Where tensorflow-datasets / event data live ('' = the library default; "
+                           "a leading ~ is your home folder).")
     time_steps: int = _field(4, "Time steps T per example (event data: frames per example).")
     epochs: int = _field(10, "Training epochs. A rerun into the same --workdir may change it only with "
                          "--schedule=constant (extending a run; the cosine schedule depends on it).")
@@ -71,15 +73,26 @@ class ExperimentConfig:
     unroll: int = _field(1, "lax.scan unroll factor of the time loop (0 = fully unrolled).")
     num_devices: int = _field(0, "Local devices for data parallelism (0 = all).")
     workdir: str = _field("", "Checkpoints, metrics, TensorBoard events, plots and results go here ('' = "
-                          "nothing is saved). A rerun resumes the run stored there and refuses settings that "
-                          "change its results (except log/checkpoint cadence, eval batch size, data_dir, and "
-                          "with a note devices and unroll); --restart starts over.")
+                          "nothing is saved; a leading ~ is your home folder). A rerun resumes the run stored "
+                          "there and refuses settings that change its results (except log/checkpoint cadence, "
+                          "eval batch size, data_dir, and with a note devices and unroll); --restart starts over.")
     checkpoint_every: int = _field(100, "Checkpoint every N minibatches (and at the end).")
     log_every: int = _field(50, "Log training metrics every N minibatches (and at every epoch's end).")
     eval_batch_size: int = _field(256, "Minibatch size of the test-set evaluation.")
     method_settings: dict = dataclasses.field(default_factory=dict, metadata={
         "help": "The chosen method's own settings (its factory's arguments, e.g. {'truncation': 4} for tbptt); "
                 "each is a flag of its own."})
+
+    def __post_init__(self):
+        # The one place paths are normalised: a flag value `--workdir=~/runs/x` reaches Python with
+        # its `~` (no shell expands it after `=`), which would otherwise become a folder named `~`.
+        from safjax.datasets import IMAGE_FOLDER_PREFIX  # a light import (loaders load lazily)
+
+        for name in ("workdir", "data_dir"):
+            object.__setattr__(self, name, os.path.expanduser(getattr(self, name)))
+        if self.dataset.startswith(IMAGE_FOLDER_PREFIX):
+            root = os.path.expanduser(self.dataset[len(IMAGE_FOLDER_PREFIX):])
+            object.__setattr__(self, "dataset", IMAGE_FOLDER_PREFIX + root)
 
     @property
     def model_name(self) -> str:
@@ -154,6 +167,10 @@ class ExperimentConfig:
         for ok, name, valid in checks:
             if not ok:
                 raise ValueError(f"--{name}={getattr(self, name)!r} is invalid: expected {valid}.")
+        steps = self.method_settings.get("backprop_steps", 0)  # SLTT-K's K: at most the T steps it draws from
+        if isinstance(steps, int) and steps > self.time_steps:
+            raise ValueError(f"--backprop_steps={steps} is invalid: expected 0 (every step) to "
+                             f"--time_steps={self.time_steps}.")
         try:
             self.build_method()
         except (ValueError, TypeError) as error:

@@ -265,7 +265,7 @@ def test_image_folder_layout_errors(tmp_path):
         image_folder.load(str(sizes), "train")
 
     broken = tmp_path / "broken"
-    _write_folder(broken, "train", {"a": 1})
+    _write_folder(broken, "train", {"a": 1, "b": 1})  # two classes: one alone is refused first
     (broken / "train" / "a" / "bad.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match="cannot decode image .*bad.jpg"):
         image_folder.load(str(broken), "train")

@@ -98,6 +98,9 @@ def _list_split(root: str, split: str) -> _Listing:
     classes = _subfolders(split_dir)
     if not classes:
         raise FileNotFoundError(f"{split_dir} has no class folders: expected {split_dir}/<class>/<image>.")
+    if len(classes) < 2:  # one class: every label 0, and a "test accuracy 1.0000" that means nothing
+        raise ValueError(f"image_folder {root!r} has one class folder in {split_dir} ({classes[0]!r}): "
+                         "classification needs ≥ 2 classes, one folder each.")
     files, total_bytes, newest = [], 0, os.stat(split_dir).st_mtime_ns
     for label, name in enumerate(classes):
         class_dir = os.path.join(split_dir, name)
@@ -254,9 +257,10 @@ def load(root: str, split: str) -> Dataset:
     """``split`` of the class-per-folder images under ``root``: ``[N, H, W, C]`` uint8 images
     (C = 3, or 1 when every image is grayscale), ``[N]`` int32 labels, classes sorted by name.
 
-    Raises FileNotFoundError for a missing root, split or empty class folder, ValueError for an
-    archive given as root, images of different sizes or undecodable files, and when the split's
-    class folders differ from the train split's (the labels would disagree).
+    Raises FileNotFoundError for a missing root, split or empty class folder, ValueError for a
+    single class folder, an archive given as root, images of different sizes or undecodable
+    files, and when the split's class folders differ from the train split's (the labels would
+    disagree).
     """
     root = os.path.expanduser(root)
     listing, images, labels, mean, std = _load_split(root, split)
