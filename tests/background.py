@@ -1,9 +1,9 @@
 """Runs of the binaries started ahead of the tests that read them.
 
-A run of `experiments.train` is mostly Python start-up and compilation on one core, and the
-in-process tests leave the second core of a small machine mostly idle: a module starts its runs
-when its first test starts (only those whose tests are selected) and its in-process tests go on
-meanwhile. Each test still checks its own run's exit status and output.
+A run of `experiments.train` is mostly Python start-up and compilation on one core: a module
+starts its runs when its first test starts (only those whose tests run in this process, see
+`selected`) and its in-process tests go on meanwhile. Each test still checks its own run's exit
+status and output.
 """
 
 from __future__ import annotations
@@ -37,7 +37,15 @@ class Run:
 
 
 def selected(request, *test_names) -> bool:
-    """Whether any test of ``request``'s module named one of ``test_names`` runs in this session."""
+    """Whether any test of ``request``'s module named one of ``test_names`` runs in this process.
+
+    Under pytest-xdist a worker's ``session.items`` holds every collected test, not only those it
+    will be sent; the answer holds there under ``--dist loadfile`` (setup.cfg), which sends a
+    module's tests to one worker, the one that runs the caller's module-scoped fixture. Under any
+    other distribution it is False, and each test starts its run when it asks for the run itself.
+    """
+    if hasattr(request.config, "workerinput") and request.config.getoption("dist") != "loadfile":
+        return False
     return any(
         getattr(item, "originalname", item.name) in test_names and item.module is request.module
         for item in request.session.items

@@ -6,13 +6,20 @@ hundreds of small programs and runs each only a few times, and level 0 roughly h
 compile. It changes neither XLA's HLO passes (so not the buffer assignment that the memory tests
 read) nor what the programs compute. Subprocesses the tests launch (`experiments.train`, ...)
 inherit only the device count, so they run as a user's would.
+
+The default run spreads the test files over two pytest-xdist workers (setup.cfg: ``-n 2 --dist
+loadfile``; ``-n 0`` runs them in this process). Each worker imports this file afresh, so each
+has the settings above. A file's tests all go to one worker, so a module-scoped fixture (a training
+run, a prepared data set, runs started ahead by `background`) is built once, not once per worker.
 """
 
 import os
 
 _DEVICES = "--xla_force_host_platform_device_count=4"
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
-_USER_FLAGS = os.environ.get("XLA_FLAGS", "")
+# An xdist worker inherits the flags its controller (which imported this file first) hands to
+# subprocesses: ours are dropped from the user's, so that none is doubled.
+_USER_FLAGS = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f not in (_DEVICES, _FAST_COMPILE))
 
 os.environ["XLA_FLAGS"] = f"{_USER_FLAGS} {_DEVICES} {_FAST_COMPILE}".strip()
 
@@ -21,3 +28,4 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 jax.devices()  # initialise the CPU backend now, with the flags above ...
 os.environ["XLA_FLAGS"] = f"{_USER_FLAGS} {_DEVICES}".strip()  # ... and hand subprocesses the devices only
+
