@@ -176,13 +176,9 @@ def readout(net: Network, params: Params, x: Array, bias_scale) -> Array:
 
 def uniform_leak(net: Network, method: str) -> float:
     """The network's single λ; methods built on traces need one λ for every layer."""
-    leaks = {layer.neuron.leak for layer in net.layers}
-    if len(leaks) != 1:
-        raise ValueError(
-            f"{method} needs one leak λ shared by all layers (traces and accumulations decay "
-            f"with the postsynaptic λ), got {sorted(leaks)}; use the same LIF leak everywhere."
-        )
-    return leaks.pop()
+    from safjax.engine import validation
+
+    return validation.uniform_leak(net, method)
 
 
 def require_linear_operators(net: Network, method: str) -> None:

@@ -2,7 +2,7 @@
 change behind it left the gradient bit for bit as it was.
 
 SAF-E keeps one residual per layer for its backward pass, the surrogate derivative h(z), computed
-in the forward pass (`safjax.methods.saf._spike`); before, XLA recomputed it in the backward pass
+in the forward pass (`safjax.engine.modes.saf_spike`); before, XLA recomputed it in the backward pass
 from Û^l[t] and a copy of â^l[t−1], both kept alive until then.
 
 The full measurement is VGG-11 (sWS), CIFAR-10 shapes, T = 6:
@@ -29,6 +29,7 @@ from flax import nnx
 
 import safjax
 from safjax import costs, models
+from safjax.engine import modes
 from safjax.methods import ottt_o, saf, saf_e
 
 SHAPE = (32, 32, 3)  # CIFAR-10
@@ -82,7 +83,7 @@ def test_the_stored_surrogate_derivative_leaves_gradients_and_updates_bit_identi
         return grads, new_params, metrics
 
     stored = run()
-    monkeypatch.setattr(saf, "_spike", lambda surrogate, z: surrogate(z))
+    monkeypatch.setattr(modes, "saf_spike", lambda surrogate, z: surrogate(z))
     plain = run()
     grads = jax.tree_util.tree_leaves(stored[0])
     assert max(float(jnp.abs(g).max()) for g in grads) > 1e-3, "vacuous: gradients vanish"

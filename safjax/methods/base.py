@@ -129,8 +129,11 @@ def finish_rates(rate_sums: tuple, num_steps: int) -> tuple:
 
 def zero_totals(net, batch_size: int, dtype) -> tuple:
     """Zero running sums (Σ_t o[t] [B, C], Σ_t rates[t] [B] per layer) for a scan's carry."""
-    outputs = jnp.zeros((batch_size, net.num_classes), dtype)
-    return outputs, tuple(jnp.zeros((batch_size,), dtype) for _ in net.layers)
+    from safjax import engine
+
+    model = engine.as_step_model(net)
+    outputs = jnp.zeros((batch_size, model.num_classes), dtype)
+    return outputs, tuple(jnp.zeros((batch_size,), dtype) for _ in model.neurons)
 
 
 def apply_gradients(optimizer: optax.GradientTransformation, grads, opt_state, params):

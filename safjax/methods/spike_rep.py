@@ -12,61 +12,39 @@ from __future__ import annotations
 
 import functools
 
-from typing import NamedTuple
-
 import jax
-import jax.numpy as jnp
 
-from safjax import losses
+from safjax import engine, losses, rate_map
 from safjax import network as network_lib
-from safjax import rate_map
-from safjax import simulate
+from safjax.engine import steps
 from safjax.methods import base, saf
 
 NAME = "spike_rep"
 sg = jax.lax.stop_gradient
 
 
-class RateState(NamedTuple):
-    neurons: tuple  # tuple[LIFState, ...]
-    traces: tuple  # (â^0, ..., â^N) at t
-    previous_traces: tuple  # (â^0, ..., â^N) at t − 1
-    c: jax.Array  # [] c_t
+RateState = steps.RateState
 
 
-def measure_traces(net: network_lib.Network, params, inputs, leak: float, unroll=1):
+def measure_traces(net, params, inputs, leak: float, unroll=1):
     """Run the LIF SNN; returns (RateState at T, Σ_t o[t] [B, C], per-layer firing rates)."""
-    params = sg(params)
+    model, params = engine.as_step_model(net), sg(params)
     batch, dtype = inputs.shape[1], inputs.dtype
-    zeros = simulate.init_traces(net, batch, dtype)
-    state = RateState(simulate.init_network_state(net, batch, dtype), zeros, zeros, jnp.zeros((), dtype))
 
     def body(carry, x_t):
         state, totals = carry
-        neurons, (output, spikes) = simulate.network_step(net, params, state.neurons, x_t)
-        traces = tuple(leak * a + s for a, s in zip(state.traces, (x_t,) + spikes))
-        state = RateState(neurons, traces, state.traces, leak * state.c + 1.0)
+        state, (output, spikes) = steps.measure_step(model, leak, params, state, x_t)
         return (state, base.tree_add(totals, (output, base.mean_rates(spikes)))), None
 
     totals = base.zero_totals(net, batch, dtype)
+    state = steps.init_rate_state(model, batch, dtype)
     (state, (outputs, rates)), _ = jax.lax.scan(body, (state, totals), inputs, unroll=unroll)
     return state, outputs, base.finish_rates(rates, inputs.shape[0])
 
 
-def rate_logits(net: network_lib.Network, params, state: RateState) -> jax.Array:
+def rate_logits(net, params, state: RateState) -> jax.Array:
     """Logits o [B, C] of the rate map at the measured rates (SR's differentiable graph)."""
-    c = state.c
-    rates = [state.traces[0] / c]
-    for index, (layer, layer_params) in enumerate(zip(net.layers, params["layers"]), start=1):
-
-        def rate_of(source, index=index):
-            return rates[source] if source < index else sg(state.previous_traces[source] / c)
-
-        pre = network_lib.layer_current(layer, layer_params, rate_of, 1.0)
-        surrogate_rate = rate_map.band_clip(pre / layer.neuron.threshold, 1.0)
-        measured = state.traces[index] / c
-        rates.append(sg(measured) + surrogate_rate - sg(surrogate_rate))
-    return network_lib.readout(net, params, rates[-1], 1.0)
+    return steps.rate_logits(engine.as_step_model(net), params, state)
 
 
 def loss_and_grads(net: network_lib.Network, params, inputs, labels, config):

@@ -28,12 +28,12 @@ from typing import Any, Protocol, runtime_checkable
 TRACES = "traces"
 ACCUMULATION = "accumulation"
 
-_MEANING = {
+MEANING = {
     TRACES: "neurons with a fixed threshold and one leak (the trace form of docs/methods.md §3.1)",
     ACCUMULATION: "neurons with a fixed threshold and the soft (subtractive) reset (the accumulation "
                   "identity of docs/methods.md §1.5)",
 }
-_FIX = {
+FIX = {
     TRACES: "use LIF/IF neurons",
     ACCUMULATION: "use LIF/IF neurons with reset='soft'",
 }
@@ -52,16 +52,12 @@ class NeuronModel(Protocol):
     def describe(self) -> str: ...
 
 
-def require(net, capability: str, method: str, trained_by: str = "bptt, tbptt or sltt") -> None:
-    """Refuse, in one line, a network with a neuron that lacks ``capability`` for ``method``."""
-    bad = [(index, layer.neuron) for index, layer in enumerate(net.layers, start=1)
-           if capability not in layer.neuron.capabilities]
-    if bad:
-        kinds = sorted({neuron.describe() for _, neuron in bad})
-        raise ValueError(
-            f"{method} needs {_MEANING[capability]}, but layers {[i for i, _ in bad]} use {', '.join(kinds)}; "
-            f"{_FIX[capability]}, or train this network with {trained_by}."
-        )
+def require(model, capability: str, method: str, trained_by: str = "bptt, tbptt or sltt") -> None:
+    """Refuse, in one line, a model (a `safjax.Network` or any step model) with a neuron that lacks
+    ``capability`` for ``method``."""
+    from safjax.engine import validation
+
+    validation.require_capability(model, capability, method, trained_by)
 
 
 def check_neuron(neuron) -> None:
