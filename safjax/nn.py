@@ -27,6 +27,7 @@ from safjax import neurons as neurons_lib
 from safjax import ops as ops_lib
 from safjax import simulate
 from safjax import surrogates as surrogates_lib
+from safjax.engine import cell as cell_lib
 
 Array = jax.Array
 
@@ -179,16 +180,44 @@ class Upsample(Operator):
 
 
 class Neuron(nnx.Module):
-    """A layer of any neuron model of the protocol in `safjax.neurons.base` (docs/methods.md §1.2),
-    e.g. ``Neuron(safjax.neurons.lif(0.9))``; `LIF` and `IF` are the usual shorthands."""
+    """A layer of neurons of any model of the protocol in `safjax.neurons.base` (docs/methods.md §1.2),
+    e.g. ``Neuron(safjax.neurons.lif(0.9))``; `LIF` and `IF` are the usual shorthands.
 
-    def __init__(self, model: neurons_lib.NeuronModel):
+    A cell that sits among Flax layers (docs/methods.md §10.1): in a model's ``__call__(x_t)``,
+    ``s = self.lif1(self.fc1(x_t))`` fires it for one step, I[t] [B, ...] → s[t]; ``self.lif3.previous()``
+    reads its spikes of t − 1 (a feedback path: read it before the cell fires at t). Trained by a method
+    (`safjax.make_train_step`), the engine carries its state and sets what it computes (spikes,
+    accumulations, traces); stepped by hand, its state is an `engine.cell.CellState` variable that starts
+    at zero and `safjax.nn.reset(model)` clears. In a `Sequential` it marks the end of a spiking layer.
+
+    Args:
+      model: the neuron model.
+      shape: the per-example shape of the layer, needed only by a cell read with ``previous()`` before
+        it first fires in the step.
+    """
+
+    def __init__(self, model: neurons_lib.NeuronModel, shape: tuple[int, ...] | None = None):
         neurons_lib.check_neuron(model)
         self.config = model
+        self.shape = None if shape is None else tuple(int(n) for n in shape)
+        self.state = cell_lib.CellState(None)
 
-    def __call__(self, state, current: Array):
-        """One step: (state[t−1], I[t] [B, ...]) → (state[t], s[t])."""
+    def __call__(self, *args):
+        """``cell(current)``: one step of the cell, I[t] [B, ...] → s[t] (see the class docstring).
+        ``cell(state, current)``: the pure step, (state[t−1], I[t]) → (state[t], s[t]); ``state=None``
+        starts from zero."""
+        if len(args) == 1:
+            return cell_lib.fire(self, args[0])
+        if len(args) != 2:
+            raise ValueError(f"{type(self).__name__} takes (current) or (state, current), got {len(args)} arguments.")
+        state, current = args
+        if state is None:
+            state = self.config.init_state(current.shape, current.dtype)
         return self.config.step(state, current)
+
+    def previous(self) -> Array:
+        """The cell's signal at t − 1, [B, ...] (a feedback path)."""
+        return cell_lib.previous(self)
 
 
 class LIF(Neuron):
@@ -196,16 +225,20 @@ class LIF(Neuron):
     sigmoid surrogate with α = 4."""
 
     def __init__(self, leak: float = 0.5, threshold: float = 1.0, reset: str = "soft",
-                 detach_reset: bool = False, surrogate: surrogates_lib.Surrogate | None = None):
-        super().__init__(neurons_lib.lif(leak, threshold, reset, detach_reset, surrogate))
+                 detach_reset: bool = False, surrogate: surrogates_lib.Surrogate | None = None,
+                 shape: tuple[int, ...] | None = None):
+        super().__init__(neurons_lib.lif(leak, threshold, reset, detach_reset, surrogate), shape)
 
 
 class IF(LIF):
     """Integrate-and-fire neurons: LIF with λ = 1."""
 
     def __init__(self, threshold: float = 1.0, reset: str = "soft", detach_reset: bool = False,
-                 surrogate: surrogates_lib.Surrogate | None = None):
-        super().__init__(1.0, threshold, reset, detach_reset, surrogate)
+                 surrogate: surrogates_lib.Surrogate | None = None, shape: tuple[int, ...] | None = None):
+        super().__init__(1.0, threshold, reset, detach_reset, surrogate, shape)
+
+
+reset = cell_lib.reset
 
 
 class _ExtraPath(nnx.Module):

@@ -9,6 +9,7 @@ from typing import Callable
 
 import jax
 import optax
+from flax import nnx
 
 from safjax import train_config as config_lib
 from safjax import dropout, methods
@@ -135,6 +136,11 @@ def make_train_step(
     network draws random numbers.
     """
     method = as_method(method)
+    net = getattr(net, "network", net)  # a safjax.nn.Sequential: its Network
+    if isinstance(net, nnx.Module):  # any other Flax model: the engine's Flax front-end
+        from safjax.engine import flax_training
+
+        return flax_training.make_train_step(method, net, optimizer, config)
     method.validate(net)
     check_layer_widths(net)
     train_step = method.train_step
