@@ -84,3 +84,21 @@ def conv2d(
     if swapped_weight_grad and supports_swapped_weight_grad(kernel.shape[0], stride, padding):
         return _swapped_grad_conv(x, kernel)
     return _plain_conv(x, kernel, stride, padding)
+
+
+def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """`jax.lax.conv_general_dilated` for `flax.nnx.Conv` (its ``conv_general_dilated`` attribute) with
+    the swapped-axes weight gradient where it applies: a 2-D NHWC/HWIO convolution, stride 1, 'SAME',
+    odd square kernel, no dilation or groups, default precision. Anything else is the plain call."""
+    plain = functools.partial(jax.lax.conv_general_dilated, lhs, rhs, window_strides, padding, lhs_dilation,
+                              rhs_dilation, dimension_numbers, feature_group_count, precision=precision, **kwargs)
+    nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS)
+    applies = (
+        lhs.ndim == 4 and tuple(window_strides) == (1, 1) and padding == "SAME" and feature_group_count == 1
+        and all(d in (None, 1, (1, 1)) for d in (lhs_dilation, rhs_dilation))
+        and tuple(rhs_dilation or (1, 1)) == (1, 1) and tuple(lhs_dilation or (1, 1)) == (1, 1)
+        and dimension_numbers == nhwc and precision is None and not kwargs.get("preferred_element_type")
+        and rhs.shape[0] == rhs.shape[1] and supports_swapped_weight_grad(rhs.shape[0], 1, "SAME")
+        and lhs.dtype == rhs.dtype)
+    return _swapped_grad_conv(lhs, rhs) if applies else plain()

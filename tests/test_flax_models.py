@@ -261,3 +261,40 @@ def _learns(method, epochs=4, batch=64, time_steps=4):
     scores = sum(model(x_t) for x_t in test)
     accuracy = float(jnp.mean(jnp.argmax(scores, -1) == jnp.asarray(test_labels)))
     assert accuracy > 0.85, f"{method}: test accuracy {accuracy:.3f} after {epochs} epochs"
+
+
+def test_nnx_conv_takes_the_fast_cpu_weight_gradient_with_unchanged_values(monkeypatch):
+    """On XLA:CPU an nnx.Conv inside the time loop gets safjax.conv's canonical weight gradient (≈ 50× faster
+    there); the gradient is the plain convolution's."""
+    from safjax.engine import flax_model
+    from safjax.methods import bptt
+
+    class ConvNet(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs, param_dtype=jnp.float64)
+            self.lif1 = nn.LIF(0.5, 0.3)
+            self.out = nnx.Linear(8 * 8 * 4, 10, rngs=rngs, param_dtype=jnp.float64)
+
+        def __call__(self, x):
+            s = self.lif1(self.conv(x))
+            return self.out(s.reshape(s.shape[0], -1))
+
+    model = ConvNet(nnx.Rngs(0))
+    params = nnx.state(model, nnx.Param)
+    inputs, labels = _batch()
+    inputs = inputs.astype(jnp.float64)
+    config = safjax.TrainConfig()
+
+    def grads():
+        shaped = flax_model.FlaxModel(model).with_input((8, 8, 1), jnp.float64)
+        return bptt.loss_and_grads(shaped, params, inputs, labels, config)[1]
+
+    shaped = flax_model.FlaxModel(model).with_input((8, 8, 1), jnp.float64)
+    jaxpr = str(jax.make_jaxpr(lambda p: safjax.simulate.run(shaped, p, inputs))(params))
+    assert jax.default_backend() != "cpu" or "custom_vjp_call" in jaxpr
+    fast = grads()
+    monkeypatch.setattr(flax_model.jax, "default_backend", lambda: "gpu")  # the plain convolution
+    plain = grads()
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(fast)) > 1e-3
+    for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(plain)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
