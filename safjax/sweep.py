@@ -47,7 +47,7 @@ Runner = Callable[[list[str], Mapping[str, str], str], int]
 
 # Flags of `experiments.train` that are not `ExperimentConfig` fields, with their types.
 TRAINER_ONLY_FLAGS = {"config": str, "distributed": bool, "coordinator_address": str,
-                      "num_processes": int, "process_id": int}
+                      "num_processes": int, "process_id": int, "distributed_timeout": int}
 # Set by the sweep itself, once per cell.
 _NOT_SWEPT = ("workdir",)
 # What results.json records differently from the flag: the devices used, the resolved model, the

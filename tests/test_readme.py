@@ -24,3 +24,23 @@ def test_example_runs_with_one_string_changed(method):
     exec(compile(code, str(README), "exec"), namespace)
     assert np.isfinite(float(namespace["metrics"].loss))
     assert namespace["model"].params()["readout"][0]["kernel"].shape == (128, 10)
+
+
+def _flax_example() -> str:
+    section = README.read_text().split("## Bring your own Flax model", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_flax_example_is_short():
+    assert len(_flax_example().strip().splitlines()) < 25
+
+
+@pytest.mark.parametrize("method", ["saf_e", "sltt"])
+def test_flax_example_runs_as_written(method):
+    """The "Bring your own Flax model" block: a plain nnx.Module with nnx.Conv / nnx.Linear and safjax cells."""
+    code = _flax_example().replace('"saf_e"', f'"{method}"')
+    namespace = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert np.isfinite(float(namespace["metrics"].loss))
+    model, params = namespace["model"], namespace["params"]
+    assert np.array_equal(model.out.kernel.get_value(), params["out"]["kernel"].get_value())
