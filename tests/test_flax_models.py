@@ -125,13 +125,34 @@ def test_a_product_of_two_spike_tensors_is_refused_naming_the_cell():
 
 
 @pytest.mark.parametrize("norm, message", [
-    (lambda r: nnx.BatchNorm(16, rngs=r), "BatchNorm in training mode"),
+    (lambda r: nnx.BatchNorm(16, rngs=r), "BatchNorm that normalises by the current minibatch's statistics"),
     (lambda r: nnx.LayerNorm(16, rngs=r), "LayerNorm \\(per-example normalisation"),
 ])
 def test_normalisation_that_is_not_frozen_is_refused_when_the_step_is_made(norm, message):
     model = Normed(nnx.Rngs(0), norm(nnx.Rngs(1)))
     with pytest.raises(ValueError, match=message):
         safjax.make_train_step("saf_e", model, optax.sgd(0.1))
+
+
+@pytest.mark.parametrize("method", ["bptt", "sltt", "sltt_k", "tbptt"])
+def test_batch_norm_running_statistics_are_updated_every_step_and_carried_into_the_model(method):
+    """BatchNorm in training mode under BPTT, TBPTT and SLTT: the running mean is an exponential average
+    (momentum m = 0.99) over every time step's batch mean, carried from step to step and minibatch to
+    minibatch and written back into the model. With direct encoding the BatchNorm input fc(x) is the
+    same every step, so after k minibatches of T steps the mean is (1 − m^{kT})·μ, μ = mean_B fc(x)."""
+    model = Normed(nnx.Rngs(0), nnx.BatchNorm(16, rngs=nnx.Rngs(1)))
+    optimizer = optax.sgd(0.0)  # parameters fixed: fc(x), hence μ, stays the same
+    params = nnx.state(model, nnx.Param)
+    opt_state = optimizer.init(params)
+    inputs, labels = _batch(time_steps=3)
+    mu = np.mean(np.asarray(model.fc1(inputs[0].reshape(inputs.shape[1], -1))), axis=0)
+    step = safjax.make_train_step(method, model, optimizer)
+    for minibatch in (1, 2):
+        params, opt_state, _ = step(params, opt_state, inputs, labels, jax.random.key(minibatch))
+        np.testing.assert_allclose(model.norm.mean.get_value(), (1 - 0.99 ** (3 * minibatch)) * mu, rtol=1e-4,
+                                   atol=1e-6)
+    model.eval()  # evaluation normalises with the running statistics
+    assert model.norm.use_running_average
 
 
 def test_frozen_batch_norm_trains_under_saf():

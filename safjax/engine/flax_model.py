@@ -53,6 +53,13 @@ class FlaxModel:
         self.declared_shapes = tuple(getattr(node, "shape", None) for _, node in cells)
         self.layers = tuple(node for path, node in nnx.iter_graph(module) if isinstance(node, nnx.Module))
         self.rng_state = rng_state
+        # Running statistics a BatchNorm in training mode updates every step: carried through time by
+        # the engine (`steps.ModelState`), bound per minibatch (`bind_model_state`).
+        self.stat_paths = tuple(path for path, value in nnx.to_flat_state(self.rest)
+                                if isinstance(value, nnx.BatchStat))
+        self.carries_state = any(isinstance(layer, nnx.BatchNorm) and not layer.use_running_average
+                                 for layer in self.layers)
+        self.model_state = None
         self.input_shape, self.dtype = input_shape, dtype
         self.cell_shapes, self.num_classes = None, None  # known once an input shape is (`with_input`)
         if input_shape is not None:
@@ -76,25 +83,47 @@ class FlaxModel:
         bound.rng_state = rng_state
         return bound
 
+    def initial_model_state(self) -> tuple:
+        """The running statistics a minibatch starts from: the bound ones, else the module's."""
+        if self.model_state is not None:
+            return self.model_state
+        values = dict(nnx.to_flat_state(self.rest))
+        return tuple(values[path].get_value() for path in self.stat_paths)
+
+    def bind_model_state(self, stats: tuple) -> "FlaxModel":
+        """This model with its running statistics set to ``stats`` (in `stat_paths` order)."""
+        bound = object.__new__(FlaxModel)
+        bound.__dict__.update(self.__dict__)
+        bound.model_state = tuple(stats)
+        return bound
+
     def has_random_streams(self) -> bool:
         return any(isinstance(v, nnx.RngState) for _, v in nnx.to_flat_state(self.rest))
 
-    def merge(self, params) -> nnx.Module:
-        """The module with ``params`` (the trainable state) and this minibatch's random streams."""
+    def merge(self, params, model_state=None) -> nnx.Module:
+        """The module with ``params`` (the trainable state), this minibatch's random streams and
+        ``model_state`` (running statistics in `stat_paths` order; default: the bound or the module's)."""
         rest = self.rest
-        if self.rng_state:
-            flat = [(path, value.replace(self.rng_state[path]) if path in self.rng_state else value)
+        overrides = dict(self.rng_state or {})
+        if model_state is not None or self.model_state is not None:
+            overrides.update(zip(self.stat_paths, self.initial_model_state() if model_state is None else model_state))
+        if overrides:
+            flat = [(path, value.replace(overrides[path]) if path in overrides else value)
                     for path, value in nnx.to_flat_state(rest)]
             rest = nnx.from_flat_state(flat)
         return nnx.merge(self.graphdef, params, rest, copy=True)  # fresh variables at this trace level
 
     def apply(self, params, x_t, runtime):
         """One step: x_t [B, *input_shape] → o[t] [B, C], the cells in the runtime's mode."""
-        module = self.merge(params)
+        module = self.merge(params, runtime.model_state)
         _fast_convs_on_cpu(module)
         for index, path in enumerate(self.cell_paths):
             runtime.cell_indices[id(_get(module, path))] = index
-        return module(x_t)
+        output = module(x_t)
+        if self.carries_state:
+            values = dict(nnx.to_flat_state(nnx.state(module, nnx.BatchStat)))
+            runtime.new_model_state = tuple(values[path].get_value() for path in self.stat_paths)
+        return output
 
     def describe_cells(self, indices) -> str:
         return f"cells {', '.join(self.cell_names[i] for i in indices)}"

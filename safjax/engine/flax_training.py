@@ -3,7 +3,10 @@
 
 The method's cell checks (capabilities, one λ, known non-affine layers) run when the step is made;
 the shapes, and with them the numerical affinity probe, when the step first sees an input shape,
-before anything is compiled for it.
+before anything is compiled for it. A BatchNorm in training mode (BPTT, TBPTT, SLTT) normalises every
+step by that step's batch statistics and updates its running statistics every step; they live in
+the model, as in Flax: each step reads them from it and writes the new ones back (``model.eval()``
+then evaluates with them).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ def make_train_step(method, module: nnx.Module, optimizer: optax.GradientTransfo
     """``step(params, opt_state, inputs [T, B, ...], labels [B], key=None) -> (params, opt_state,
     StepOutput)`` for a Flax model; ``params`` is ``nnx.State`` of its ``nnx.Param`` variables."""
     model = flax_model.FlaxModel(module)
-    _refuse_running_statistics(model)
     method.validate(model)
     expected = jax.eval_shape(lambda: model.params_state)
     random = method.needs_key or model.has_random_streams()
@@ -33,9 +35,10 @@ def make_train_step(method, module: nnx.Module, optimizer: optax.GradientTransfo
         method.validate(shaped)
 
         @jax.jit
-        def jitted(params, opt_state, inputs, labels, key):
+        def jitted(params, opt_state, inputs, labels, key, stats):
             dropout_key, method_key = jax.random.split(key)
             bound = shaped.bind(dropout_key) if shaped.has_random_streams() else shaped
+            bound = bound if stats is None else bound.bind_model_state(stats)
             return method.train_step(bound, params, opt_state, inputs, labels, optimizer=optimizer,
                                      config=config, key=method_key)
 
@@ -53,18 +56,36 @@ def make_train_step(method, module: nnx.Module, optimizer: optax.GradientTransfo
                 f"{method.name} on this model draws random numbers every minibatch (dropout or the method's "
                 "own): pass a fresh `key` to each step, e.g. step(params, opt_state, inputs, labels, "
                 "jax.random.fold_in(key, i)).")
-        return jitted(params, opt_state, inputs, labels, jax.random.key(0) if key is None else key)
+        stats = running_statistics(module, model) if model.carries_state else None
+        params, opt_state, metrics = jitted(params, opt_state, inputs, labels,
+                                            jax.random.key(0) if key is None else key, stats)
+        if metrics.model_state is not None:  # the statistics after this minibatch, back into the model
+            set_running_statistics(module, model, metrics.model_state)
+        return params, opt_state, metrics
 
     step.model = model
     return step
 
 
-def _refuse_running_statistics(model) -> None:
-    """The engine does not yet carry running statistics through the time loop: a BatchNorm that
-    updates them would train on batch statistics and leave stale running averages for evaluation."""
-    for layer in model.layers:
-        if isinstance(layer, nnx.BatchNorm) and not layer.use_running_average:
-            raise ValueError(
-                f"{model.module_type} has a BatchNorm in training mode (use_running_average=False); the "
-                "engine does not carry running statistics through time yet: freeze them "
-                "(BatchNorm(use_running_average=True)) or use scaled weight standardisation.")
+def running_statistics(module: nnx.Module, model) -> tuple:
+    """The module's running statistics now, in ``model.stat_paths`` order."""
+    values = dict(nnx.to_flat_state(nnx.state(module, nnx.BatchStat)))
+    return tuple(values[path].get_value() for path in model.stat_paths)
+
+
+def set_running_statistics(module: nnx.Module, model, stats: tuple) -> None:
+    """Write running statistics (in ``model.stat_paths`` order) into the module's BatchStat variables."""
+    variables = dict(nnx.to_flat_state(nnx.state(module, nnx.BatchStat)))
+    for path, value in zip(model.stat_paths, stats):
+        variables[path].set_value(value)
+
+
+def refuse_running_statistics(model) -> None:
+    """The trainer (`experiments.train`, the data-parallel step) does not carry running statistics yet:
+    refuse, in one line, a model whose BatchNorm would update them (`safjax.make_train_step` does)."""
+    if getattr(model, "carries_state", False):
+        raise ValueError(
+            f"{model.module_type} has a BatchNorm in training mode (use_running_average=False): the trainer "
+            "and the data-parallel step do not carry running statistics yet; train it with "
+            "safjax.make_train_step (bptt, tbptt, sltt), freeze them (use_running_average=True), or use "
+            "scaled weight standardisation.")

@@ -33,6 +33,7 @@ class Runtime:
         self.spikes: list[Any] = [None] * len(neurons)
         self.currents: list[Any] = [None] * len(neurons)
         self.order: list[int] = []  # cell indices in the order they fired
+        self.model_state = self.new_model_state = None  # the model's own state (running statistics)
         self.cell_indices: dict[int, int] = {}  # id(cell module) → cell index (Flax front-end)
 
     def index_of(self, cell) -> int:

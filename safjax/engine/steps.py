@@ -33,12 +33,32 @@ def init_input_trace(model, batch_size: int, dtype=jnp.float32) -> Array:
     return jnp.zeros((batch_size,) + tuple(model.input_shape), dtype)
 
 
-def run_step(model, params, mode: modes.Mode, states: tuple, x_t: Array, context: modes.Context):
-    """The model's step with its cells in ``mode``: (o[t] [B, C], new states, spikes, currents)."""
+def run_step(model, params, mode: modes.Mode, states: tuple, x_t: Array, context: modes.Context,
+             model_state=None):
+    """The model's step with its cells in ``mode``: (o[t] [B, C], new states, spikes, currents,
+    the model's own state after the step). ``model_state``: the model's own state before it (running
+    statistics, `carries_state`; None for a model without)."""
     runtime = runtime_lib.Runtime(mode, model.neurons, states, context, model.cell_names)
+    runtime.model_state = model_state
     with runtime_lib.activate(runtime):
         output = model.apply(params, x_t, runtime)
-    return (output,) + runtime.finish()
+    return (output,) + runtime.finish() + (runtime.new_model_state,)
+
+
+class ModelState(NamedTuple):
+    """The model's own state, carried after the cells' in the spiking state of a model that
+    `carries_state` (a Flax model whose BatchNorm updates running statistics every step)."""
+
+    stats: tuple  # the running statistics, in the model's `stat_paths` order
+
+
+def carries_state(model) -> bool:
+    return getattr(model, "carries_state", False)
+
+
+def final_model_state(model, state: tuple):
+    """The model's own state at the end of a spiking run (None for a model without)."""
+    return state[-1].stats if carries_state(model) else None
 
 
 def _accumulation_context(model, c, **kwargs) -> modes.Context:
@@ -53,14 +73,20 @@ def _accumulation_context(model, c, **kwargs) -> modes.Context:
 def network_step(model, params, state: tuple, x_t: Array, stop_state_gradient: bool = False):
     """One step: ``(state[t−1], x[t] [B, ...]) -> (state[t], (o[t] [B, C], spikes per cell))``;
     ``stop_state_gradient`` detaches state[t−1] inside every neuron (OTTT, SLTT)."""
-    mode = modes.Spiking(stop_state_gradient)
-    output, state, spikes, _ = run_step(model, params, mode, state, x_t, modes.Context())
+    mode, model_state = modes.Spiking(stop_state_gradient), None
+    if carries_state(model):
+        state, model_state = state[:-1], state[-1].stats
+    output, state, spikes, _, model_state = run_step(model, params, mode, state, x_t, modes.Context(), model_state)
+    if carries_state(model):
+        state = state + (ModelState(model_state),)
     return state, (output, spikes)
 
 
 def init_network_state(model, batch_size: int, dtype=jnp.float32) -> tuple:
-    """Every cell's neuron state at t = 0 (u = 0, s = 0 for LIF)."""
-    return init_cell_states(model, modes.Spiking(), batch_size, dtype)
+    """Every cell's neuron state at t = 0 (u = 0, s = 0 for LIF), then, for a model that
+    `carries_state`, its own (`ModelState`: the running statistics the step starts from)."""
+    cells = init_cell_states(model, modes.Spiking(), batch_size, dtype)
+    return cells + (ModelState(model.initial_model_state()),) if carries_state(model) else cells
 
 
 def run(model, params, inputs: Array, unroll: int | bool = 1):
@@ -95,7 +121,7 @@ def saf_step(model, leak: float, params, state: SAFState, x_t: Array, final: boo
     c = leak * state.c + 1.0
     context = _accumulation_context(model, c, final=final)
     input_trace = leak * state.traces[0] + x_t
-    output, cells, spikes, _ = run_step(model, params, modes.Accumulating(), state.traces[1:],
+    output, cells, spikes, _, _ = run_step(model, params, modes.Accumulating(), state.traces[1:],
                                         input_trace / context.signal_scale, context)
     potential_out = output * context.signal_scale
     new_state = SAFState((sg(input_trace),) + cells, sg(potential_out), c)
@@ -126,12 +152,12 @@ def ottt_step(model, leak: float, params, state: OTTTState, x_t: Array):
     evaluated twice, as published: on spikes for the value (a spiking pass, no gradient) and on
     traces for the gradient (`modes.Trace`), so ∇_W L[t] = δ[t]·â[t]ᵀ and ∇_b L[t] = δ[t]·c_t."""
     c = leak * state.c + 1.0
-    value_out, _, _, value_currents = run_step(
+    value_out, _, _, value_currents, _ = run_step(
         model, sg(params), modes.Spiking(stop_state_gradient=True), state.neurons, x_t, modes.Context())
     context = _accumulation_context(model, c, value_currents=value_currents)
     input_trace = leak * state.traces[0] + x_t
     cells = tuple(zip(state.neurons, state.traces[1:]))
-    trace_out, cells, spikes, _ = run_step(model, params, modes.Trace(), cells,
+    trace_out, cells, spikes, _, _ = run_step(model, params, modes.Trace(), cells,
                                            input_trace / context.signal_scale, context)
     output = _dual(value_out, trace_out * context.signal_scale)
     neurons, traces = zip(*cells) if cells else ((), ())
@@ -163,6 +189,6 @@ def measure_step(model, leak: float, params, state: RateState, x_t: Array):
 def rate_logits(model, params, state: RateState) -> Array:
     """Logits o [B, C] of the rate map at the measured rates a = â[T]/c_T (SR's graph)."""
     cells = tuple(zip(state.traces[1:], state.previous_traces[1:]))
-    output, _, _, _ = run_step(model, params, modes.Rate(), cells, state.traces[0] / state.c,
+    output, _, _, _, _ = run_step(model, params, modes.Rate(), cells, state.traces[0] / state.c,
                                modes.Context(c=state.c))
     return output

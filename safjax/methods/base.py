@@ -20,6 +20,7 @@ class StepOutput(NamedTuple):
     loss: Array  # [] the method's total loss over the minibatch
     outputs: Array  # [B, C] Σ_t o[t]; prediction = argmax (docs/methods.md §1)
     firing_rates: tuple  # per spiking layer, [] mean spikes per neuron per step
+    model_state: object = None  # the model's own state after the minibatch (running statistics), or None
 
 
 def network_only_params(net, network_params, key):
@@ -148,13 +149,24 @@ def tree_add(a, b):
 
 def one_update_train_step(loss_and_grads: Callable) -> Callable:
     """A ``train_step`` from ``loss_and_grads(net, params, inputs, labels, config)``
-    → ``((loss, (outputs, rates)), grads)``: one optimizer update per minibatch."""
+    → ``((loss, (outputs, rates)), grads)`` (or ``(outputs, rates, model state)`` for a model that
+    carries its own state, `engine.steps.carries_state`): one optimizer update per minibatch."""
 
     def train_step(net, params, opt_state, inputs, labels, *, optimizer, config, key=None):
         """One minibatch: inputs [T, B, ...], labels [B] → (params, opt_state, StepOutput)."""
         del key
-        (loss, (outputs, rates)), grads = loss_and_grads(net, params, inputs, labels, config)
+        (loss, aux), grads = loss_and_grads(net, params, inputs, labels, config)
         params, opt_state = apply_gradients(optimizer, grads, opt_state, params)
-        return params, opt_state, StepOutput(loss, outputs, rates)
+        return params, opt_state, StepOutput(loss, *aux)  # aux: (outputs, rates[, model state])
 
     return train_step
+
+
+def with_model_state(net, aux: tuple, state) -> tuple:
+    """``aux`` = (outputs, rates), plus the model's own state at the end of the run ``state`` where the
+    model carries one (a Flax model's running statistics)."""
+    from safjax import engine
+    from safjax.engine import steps
+
+    model = engine.as_step_model(net)
+    return aux + (steps.final_model_state(model, state),) if steps.carries_state(model) else aux

@@ -62,8 +62,8 @@ def loss_and_grads(net: network_lib.Network, params, inputs, labels, config, rem
     state = simulate.init_network_state(net, inputs.shape[1], inputs.dtype)
 
     def total(params):
-        loss, (_, outputs, rates) = loss_fn(params, state, inputs, labels)
-        return loss, (outputs, base.finish_rates(rates, inputs.shape[0]))
+        loss, (final, outputs, rates) = loss_fn(params, state, inputs, labels)
+        return loss, base.with_model_state(net, (outputs, base.finish_rates(rates, inputs.shape[0])), final)
 
     return jax.value_and_grad(total, has_aux=True)(params)
 

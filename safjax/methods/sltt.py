@@ -67,7 +67,7 @@ def selected_steps(key: Array, num_steps: int, backprop_steps: int) -> Array:
 
 def _scan_selected(step_loss, carry, params, inputs: Array, labels: Array, selected: Array, unroll):
     """Like `online.scan_steps` (gradient summed, no update), but a step's gradient is taken only
-    where ``selected`` [T] is True. Returns ``(grad_sum, (Σ loss, Σ o, Σ rates))`` over all T."""
+    where ``selected`` [T] is True. Returns ``(carry, grad_sum, (Σ loss, Σ o, Σ rates))`` over all T."""
     grad_fn = jax.value_and_grad(step_loss, has_aux=True)
     zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
 
@@ -90,8 +90,8 @@ def _scan_selected(step_loss, carry, params, inputs: Array, labels: Array, selec
         return (carry, base.tree_add(grad_sum, grads), totals), None
 
     totals = online._zero_totals(step_loss, params, carry, inputs[0], labels)
-    (_, grad_sum, totals), _ = jax.lax.scan(body, (carry, zero_grads, totals), (inputs, selected), unroll=unroll)
-    return grad_sum, totals
+    (carry, grad_sum, totals), _ = jax.lax.scan(body, (carry, zero_grads, totals), (inputs, selected), unroll=unroll)
+    return carry, grad_sum, totals
 
 
 def loss_and_grads(net: network_lib.Network, params, inputs: Array, labels: Array, config, selected=None):
@@ -106,14 +106,14 @@ def loss_and_grads(net: network_lib.Network, params, inputs: Array, labels: Arra
     carry = init_state(net, inputs.shape[1], inputs.dtype)
     if selected is None:
         zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        _, _, _, grads, (loss, outputs, rates) = online.scan_steps(
+        _, _, carry, grads, (loss, outputs, rates) = online.scan_steps(
             step_loss, carry, params, None, zeros, inputs, labels, None, config.unroll
         )
     else:
-        grads, (loss, outputs, rates) = _scan_selected(
+        carry, grads, (loss, outputs, rates) = _scan_selected(
             step_loss, carry, params, inputs, labels, selected, config.unroll
         )
-    return (loss, (outputs, base.finish_rates(rates, num_steps))), grads
+    return (loss, base.with_model_state(net, (outputs, base.finish_rates(rates, num_steps)), carry)), grads
 
 
 train_step = base.one_update_train_step(loss_and_grads)
@@ -158,9 +158,9 @@ def sltt_k(backprop_steps: int = 0) -> base.Method:
                     "pass a fresh `key` to each step, e.g. step(params, opt_state, inputs, labels, "
                     "jax.random.fold_in(key, i)).")
             selected = selected_steps(key, num_steps, backprop_steps)
-        (loss, (outputs, rates)), grads = loss_and_grads(net, params, inputs, labels, config, selected)
+        (loss, aux), grads = loss_and_grads(net, params, inputs, labels, config, selected)
         params, opt_state = base.apply_gradients(optimizer, grads, opt_state, params)
-        return params, opt_state, base.StepOutput(loss, outputs, rates)
+        return params, opt_state, base.StepOutput(loss, *aux)
 
     return base.Method(
         NAME_K, "SLTT-K: SLTT's gradient at K random steps of T, no T/K rescale (docs/methods.md §9)",

@@ -314,7 +314,8 @@ def train_step(net: network_lib.Network, params, opt_state, inputs, labels, *, o
     if accumulate:
         params, opt_state = base.apply_gradients(optimizer, grad_sum, opt_state, params)
     loss, outputs, rates = functools.reduce(base.tree_add, totals)
-    return params, opt_state, base.StepOutput(loss, outputs, base.finish_rates(rates, num_steps))
+    aux = base.with_model_state(net, (outputs, base.finish_rates(rates, num_steps)), state)
+    return params, opt_state, base.StepOutput(loss, *aux)
 
 
 def tbptt(truncation: int = 0, block_size: int = 0, window_mode: str = "update", remat: bool = False) -> base.Method:
