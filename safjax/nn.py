@@ -300,7 +300,10 @@ class Sequential(nnx.Module):
             elif isinstance(module, Operator):
                 chain.append(module)
             else:
-                raise ValueError(f"Sequential accepts safjax.nn modules only, got {module!r}.")
+                raise ValueError(
+                    f"Sequential accepts safjax.nn modules only, got a {type(module).__name__}; to use Flax "
+                    "layers, write the model as a Flax module that steps one time step (README: 'Bring your "
+                    "own Flax model'): safjax.make_train_step trains it with every method.")
         if extras:
             raise ValueError("Sequential: a Skip/Feedback must come before a neuron module (Neuron, LIF, IF).")
         num_layers = len(layers)

@@ -95,12 +95,12 @@ def _python_blocks(document: str) -> list[str]:
 
 
 def test_the_extension_guide_runs():
-    """docs/extending.md's examples — a method, a neuron, a data set — run in order in one
+    """docs/extending.md's examples — a method, a neuron, a data set, a Flax model — run in order in one
     namespace; their asserts are the guide's claims."""
     from safjax import datasets, methods, neurons
 
     blocks = _python_blocks("docs/extending.md")
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     saved = (dict(methods.METHODS), dict(neurons.NEURONS), dict(datasets.LOADERS))
     try:
         namespace: dict = {}

@@ -319,3 +319,53 @@ def test_nnx_conv_takes_the_fast_cpu_weight_gradient_with_unchanged_values(monke
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(fast)) > 1e-3
     for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(plain)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_sequential_refuses_a_flax_layer_in_one_line_naming_the_alternative():
+    with pytest.raises(ValueError, match=r"^Sequential accepts safjax.nn modules only, got a Linear; .*Bring your own") as error:
+        nn.Sequential(nnx.Linear(64, 10, rngs=nnx.Rngs(0)), nn.LIF(), input_shape=(64,))
+    assert "\n" not in str(error.value)
+
+
+class _HandWrittenStepModel:
+    """docs/methods.md §10.1's third form: no Flax, a pure function of (params, x_t) that fires its cells
+    through the runtime; the engine threads their state."""
+
+    neurons = (safjax.lif(0.5, 0.5),)
+    cell_names = ("hidden",)
+    cell_shapes = ((16,),)
+    input_shape = (64,)
+    num_classes = 10
+    scales_bias = True  # it weights its biases by runtime.bias_scale itself
+
+    def apply(self, params, x_t, runtime):
+        spikes = runtime.cell(0, x_t @ params["w1"] + runtime.bias_scale * params["b1"])
+        return spikes @ params["w2"] + runtime.bias_scale * params["b2"]
+
+    def describe_cells(self, indices):
+        return f"cells {[self.cell_names[i] for i in indices]}"
+
+    def check_affine(self, method):
+        pass
+
+
+def test_a_step_model_written_without_flax_trains_with_saf_and_equals_the_same_flax_model():
+    from safjax.engine import flax_model
+    from safjax.methods import saf_e
+
+    jax.config.update("jax_enable_x64", True)
+    flax_net = MLP(nnx.Rngs(0), cell=nn.LIF(0.5, 0.5), hidden=16)
+    for layer in (flax_net.fc1, flax_net.out):
+        layer.kernel.set_value(layer.kernel.get_value().astype(jnp.float64))
+        layer.bias.set_value(layer.bias.get_value().astype(jnp.float64) + 0.2)
+    params = {"w1": flax_net.fc1.kernel.get_value(), "b1": flax_net.fc1.bias.get_value(),
+              "w2": flax_net.out.kernel.get_value(), "b2": flax_net.out.bias.get_value()}
+    inputs, labels = _batch()
+    inputs = inputs.reshape(inputs.shape[:2] + (64,)).astype(jnp.float64)
+    config = safjax.TrainConfig()
+    plain = saf_e.step_gradients(_HandWrittenStepModel(), params, inputs, labels, config)
+    shaped = flax_model.FlaxModel(flax_net).with_input((64,), jnp.float64)
+    flax = saf_e.step_gradients(shaped, nnx.state(flax_net, nnx.Param), inputs, labels, config)
+    np.testing.assert_allclose(plain["w1"], flax["fc1"]["kernel"].get_value(), atol=1e-12)
+    np.testing.assert_allclose(plain["b2"], flax["out"]["bias"].get_value(), atol=1e-12)
+    assert float(jnp.max(jnp.abs(plain["w1"]))) > 1e-4
