@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from safjax import energy, experiment_config, input_pipeline, inference, run_record, simulate, trainer
+from safjax import network as network_lib
 from safjax import nir as nir_lib
 from safjax.checkpoints import Checkpointer
 
@@ -135,6 +136,9 @@ def export_run(workdir: str, output: str, *, reset: str = "refuse", dt: float = 
     docstring); returns the figures it printed. ``cross_check_examples`` ≥ 0 also runs the exported
     graph in snnTorch on that many test examples (0 = all) and reports the agreement."""
     config, train_set, test_set, net, params, step = load_run(workdir)
+    if not isinstance(net, network_lib.Network):
+        raise ValueError(f"--workdir={workdir} holds a run of --model={config.model_name}, a plain Flax model "
+                         "(arbitrary code): NIR export needs an nn.Sequential model, whose layers map to NIR nodes.")
     log(f"{workdir}: {run_summary(config, step, len(train_set))}; {len(test_set)} test examples")
     lif = lambda p, x: simulate.run(net, p, x)[0]  # noqa: E731
     report = {"workdir": workdir, "output": output, "checkpoint_step": step}

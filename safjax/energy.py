@@ -98,9 +98,19 @@ def _describe(op, in_shape) -> str:
     return f"{in_shape[0]}→{op.features}"
 
 
+def _check_network(net) -> None:
+    """Refuse, in one line, a model whose operators cannot be read (a plain Flax model's code)."""
+    if not isinstance(net, network_lib.Network):
+        what = getattr(net, "module_type", type(net).__name__)
+        raise ValueError(
+            f"safjax.energy counts each operator's receptive fields in a safjax.Network (an nn.Sequential "
+            f"model); {what} is a plain Flax model, whose code it cannot read.")
+
+
 def _operators(net: network_lib.Network):
     """Every synaptic operator in network order: (layer, path, source, op, in_shape, after_synaptic),
     ``after_synaptic`` when an earlier operator of its chain is synaptic (its input is analog)."""
+    _check_network(net)
     shapes = (net.input_shape,) + net.layer_shapes
     chains = [(index, p, path.source, path.ops) for index, layer in enumerate(net.layers, start=1)
               for p, path in enumerate(layer.paths)]

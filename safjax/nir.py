@@ -183,6 +183,9 @@ def export(net: network_lib.Network, params, *, reset: str = "refuse", dt: float
         pools as SumPool2d (the default: the node types snnTorch and Norse import); False keeps
         them as Scale / AvgPool2d nodes, so that `to_network` gives back bit-identical arithmetic.
     """
+    if not isinstance(net, network_lib.Network):
+        raise ValueError(f"safjax.nir.export exports a safjax.Network (an nn.Sequential model's .network), got "
+                         f"{getattr(net, 'module_type', type(net).__name__)}: plain Flax code has no NIR form here.")
     nir = _nir()
     if reset not in RESETS:
         raise ValueError(f"`reset` must be one of {RESETS}, got {reset!r}.")

@@ -9,6 +9,11 @@ gradient is accumulated inside the time loop. Shards are equal, so the mean of t
 mean losses is the global mean loss and the result equals single-device training.
 Multi-host: call `jax.distributed.initialize()` first and feed each process its own slice of the
 global batch (`jax.make_array_from_process_local_data`).
+
+The model is a `safjax.Network` or a Flax model's shaped step model,
+``FlaxModel(module).with_input(input_shape, dtype)`` (`safjax.engine.flax_model`), whose params are
+``nnx.to_pure_dict(params_state)`` (plain nested dicts, e.g. for checkpoints; an ``nnx.State`` of
+them is refused by the params check).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Callable
 
 import jax
 import optax
+from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -64,7 +70,7 @@ def pmean_gradients(axis_name: str = DATA_AXIS) -> optax.GradientTransformation:
 
 def make_parallel_train_step(
     method,
-    net: network_lib.Network,
+    net,
     optimizer: optax.GradientTransformation,
     mesh: jax.sharding.Mesh,
     config: config_lib.TrainConfig = config_lib.TrainConfig(),
@@ -84,8 +90,13 @@ def make_parallel_train_step(
     checks nothing).
     """
     method = step_builder.as_method(method)
-    method.validate(net)  # e.g. MaxPool under SAF: refused now, not at the first call
-    step_builder.check_layer_widths(net)
+    net = getattr(net, "network", net)  # a safjax.nn.Sequential: its Network
+    if isinstance(net, nnx.Module):
+        raise ValueError(
+            f"make_parallel_train_step takes a Flax model as its shaped step model: pass "
+            f"safjax.engine.flax_model.FlaxModel({type(net).__name__}(...)).with_input(input_shape, dtype) "
+            "and params = nnx.to_pure_dict(that_model.params_state).")
+    step_builder.check_model(method, net)  # e.g. MaxPool under SAF: refused now, not at the first call
     train_step = method.train_step
     replicated = NamedSharding(mesh, P())
     inputs_sharding, labels_sharding = batch_shardings(mesh)

@@ -1,5 +1,8 @@
 """The jitted training step of any method: `make_train_step` (single device; `safjax.parallel`
-has the data-parallel one), and the checks both run before the compiled code."""
+has the data-parallel one), and the checks both run before the compiled code.
+
+The checks and the minibatch binding take a `safjax.Network` or a Flax model's shaped step model
+(`safjax.engine.flax_model.FlaxModel`, whose params are ``nnx.to_pure_dict(params_state)``)."""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ import optax
 from flax import nnx
 
 from safjax import train_config as config_lib
-from safjax import dropout, methods
+from safjax import dropout, engine, methods
 from safjax import network as network_lib
+from safjax.engine import flax_model, flax_training
 
 
 def as_method(method: str | methods.Method) -> methods.Method:
@@ -21,29 +25,37 @@ def as_method(method: str | methods.Method) -> methods.Method:
     return methods.get_method(method) if isinstance(method, str) else method
 
 
-@functools.cache  # the method is hashed by identity, the net is a frozen dataclass
-def expected_params(method: methods.Method, net: network_lib.Network):
+def init_network_params(net, key):
+    """The network's own params: ``safjax.network.init_params(net, key)`` for a `Network`; for a
+    Flax step model, its module's ``nnx.Param`` values as plain nested dicts (``key`` unused)."""
+    if isinstance(net, flax_model.FlaxModel):
+        return nnx.to_pure_dict(net.params_state)
+    return network_lib.init_params(net, key)
+
+
+@functools.cache  # the method and a FlaxModel are hashed by identity, a Network is a frozen dataclass
+def expected_params(method: methods.Method, net):
     """Shapes (``jax.ShapeDtypeStruct``) of the params ``method`` trains on ``net``: the network's,
     plus whatever the method adds (TL-BPTT's auxiliary heads). Nothing is computed."""
 
     def init(key):
-        return method.init_params(net, network_lib.init_params(net, key), key)
+        return method.init_params(net, init_network_params(net, key), key)
 
     return jax.eval_shape(init, jax.random.key(0))
 
 
 @functools.cache
-def _network_param_shapes(net: network_lib.Network):
-    return jax.eval_shape(lambda key: network_lib.init_params(net, key), jax.random.key(0))
+def _network_param_shapes(net):
+    return jax.eval_shape(lambda key: init_network_params(net, key), jax.random.key(0))
 
 
 @functools.cache  # an optax optimizer is a NamedTuple of functions: hashed by their identity
-def expected_opt_state(method: methods.Method, net: network_lib.Network, optimizer):
+def expected_opt_state(method: methods.Method, net, optimizer):
     """Shapes of ``optimizer.init(params)`` for the params ``method`` trains on ``net``."""
     return jax.eval_shape(optimizer.init, expected_params(method, net))
 
 
-def check_state(method: methods.Method, net: network_lib.Network, optimizer, params, opt_state) -> None:
+def check_state(method: methods.Method, net, optimizer, params, opt_state) -> None:
     """Refuse, in one line, params or an optimizer state that do not belong to this method,
     network and optimizer (they would fail later as a KeyError or a broadcast, or train wrongly)."""
     expected = expected_params(method, net)
@@ -74,26 +86,42 @@ def _matches(expected, tree) -> bool:
 MIN_CHANNELS = 4  # a spiking layer narrower than this is almost surely a mistake (see check_layer_widths)
 
 
-def check_layer_widths(net: network_lib.Network) -> None:
-    """Warn (one line) about spiking layers with fewer than `MIN_CHANNELS` channels (features),
-    e.g. from a tiny ``--width`` rounded up to 1 (the operators refuse 0 themselves)."""
-    narrow = [(index, shape[-1]) for index, shape in enumerate(net.layer_shapes, start=1)
+def check_model(method: methods.Method, net) -> None:
+    """What is checked when a step is made: the method's `validate` (refuses, in one line, what it
+    cannot train), a Flax model's BatchNorm in training mode (refused), narrow spiking layers (warned)."""
+    if isinstance(net, flax_model.FlaxModel):
+        flax_training.refuse_running_statistics(net)
+    method.validate(net)
+    check_layer_widths(net)
+
+
+def check_layer_widths(net) -> None:
+    """Warn (one line) about spiking layers (cells) with fewer than `MIN_CHANNELS` channels
+    (features), e.g. from a tiny ``--width`` rounded up to 1 (the operators refuse 0 themselves)."""
+    model = engine.as_step_model(net)
+    narrow = [(name, shape[-1]) for name, shape in zip(model.cell_names, model.cell_shapes)
               if shape and shape[-1] < MIN_CHANNELS]
     if narrow:
-        listed = ", ".join(f"layer {index}: {channels}" for index, channels in narrow)
+        listed = ", ".join(f"{name}: {channels}" for name, channels in narrow)
         warnings.warn(
             f"spiking layers with fewer than {MIN_CHANNELS} channels ({listed}) carry almost no "
             "information: training will likely stay near chance; widen them (experiments.train: a larger "
             "--width, which scales every layer's channels, rounded and at least 1).", stacklevel=3)
 
 
-def needs_key(method: methods.Method, net: network_lib.Network) -> bool:
+def _has_random_streams(net) -> bool:
+    if isinstance(net, flax_model.FlaxModel):
+        return net.has_random_streams()
+    return dropout.has_dropout(net)
+
+
+def needs_key(method: methods.Method, net) -> bool:
     """Whether a minibatch of ``method`` on ``net`` draws random numbers (the step then needs a key):
-    the method's own (SLTT-K's steps) or the network's (dropout masks)."""
-    return method.needs_key or dropout.has_dropout(net)
+    the method's own (SLTT-K's steps) or the network's (dropout masks, a Flax model's rng streams)."""
+    return method.needs_key or _has_random_streams(net)
 
 
-def bind_minibatch(net: network_lib.Network, key, shard=None) -> tuple[network_lib.Network, jax.Array]:
+def bind_minibatch(net, key, shard=None):
     """Inside a traced step: (``net`` with its dropout masks drawn from ``key``, the method's key).
 
     ``shard`` (the device's index under data parallelism) gives each device's examples their own
@@ -101,10 +129,12 @@ def bind_minibatch(net: network_lib.Network, key, shard=None) -> tuple[network_l
     dropout_key, method_key = jax.random.split(key)
     if shard is not None:
         dropout_key = jax.random.fold_in(dropout_key, shard)
+    if isinstance(net, flax_model.FlaxModel):
+        return (net.bind(dropout_key) if net.has_random_streams() else net), method_key
     return dropout.bind(net, dropout_key), method_key
 
 
-def check_key(method: methods.Method, net: network_lib.Network, key):
+def check_key(method: methods.Method, net, key):
     """The key to pass to the method: ``key``, or a fixed one where nothing is random; refuses a
     missing key where something is (reusing one key would repeat the same draw every minibatch)."""
     if key is not None:
@@ -141,8 +171,7 @@ def make_train_step(
         from safjax.engine import flax_training
 
         return flax_training.make_train_step(method, net, optimizer, config)
-    method.validate(net)
-    check_layer_widths(net)
+    check_model(method, net)
     train_step = method.train_step
 
     @jax.jit

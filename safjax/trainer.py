@@ -4,7 +4,9 @@
 ``workdir`` the run writes, as it goes, ``metrics.jsonl`` (one line per logged minibatch and per
 epoch), TensorBoard events, checkpoints every ``checkpoint_every`` minibatches (a rerun of the
 same command resumes from the newest readable one and ends exactly like an uninterrupted run),
-and at the end ``results.json`` and ``plots/`` (curves, firing rates, a spike raster). One run at
+and at the end ``results.json`` and ``plots/`` (curves, firing rates, a spike raster). A registered
+model is an ``nn.Sequential`` (a `safjax.Network`) or a plain Flax NNX module of Flax layers and
+`safjax.nn` cells (one time step per call), trained through its step model (`initial_state`). One run at
 a time holds a workdir (`safjax.run_record.lock`); Ctrl-C ends a run with one line naming the
 checkpoint a rerun resumes from, and a full disk with one line naming the workdir.
 """
@@ -27,6 +29,8 @@ from jax.sharding import PartitionSpec as P
 from safjax import (checkpoints, datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
                     precision, parallel, progress, run_record, run_outputs, simulate)
 from safjax import network as network_lib
+from safjax import nn
+from safjax.engine.flax_model import FlaxModel
 from safjax.checkpoints import Checkpointer
 from safjax.experiment_config import ExperimentConfig
 from safjax.run_outputs import RESULTS_FILE, RunOutputs
@@ -160,29 +164,59 @@ def _disk_full(workdir: str) -> run_outputs.DiskFullError:
 class RunSetup(NamedTuple):
     """What a run starts from (before any checkpoint is restored)."""
 
-    net: network_lib.Network
+    net: object  # the step model trained: a safjax.Network, or a Flax model's FlaxModel
     method: object  # safjax.methods.Method
-    params: object  # the method's params (the network's, plus e.g. TL-BPTT's heads)
+    params: object  # the method's params (the network's, plus e.g. TL-BPTT's heads); plain dicts
     optimizer: object  # optax.GradientTransformation
     opt_state: object
+    eval_net: object  # the step model evaluated and counted: dropout off (for a Network, ``net``)
 
 
 def initial_state(config: ExperimentConfig, train_set: datasets.Dataset) -> RunSetup:
     """The model, method, initial params, optimizer and its state of ``config`` for ``train_set``
-    (also the template a checkpoint of the run is restored into, e.g. by `safjax.deploy`)."""
+    (also the template a checkpoint of the run is restored into, e.g. by `safjax.deploy`).
+
+    A factory of `safjax.models.MODELS` returns an ``nn.Sequential`` (its `Network` is trained) or a
+    plain Flax NNX module: then the step model is ``FlaxModel(module).with_input(input shape,
+    float32)``, its params the module's ``nnx.Param`` values as plain nested dicts
+    (``nnx.to_pure_dict``: what checkpoints store), and evaluation runs a copy in eval mode."""
     steps_per_epoch = len(train_set) // config.batch_size
     model = models.MODELS[config.model_name](
         nnx.Rngs(config.seed), config.neuron, config.leak, config.threshold,
         train_set.num_classes, train_set.input_shape, width=config.width, dropout=config.dropout,
         reset=config.reset,
     )
-    net, method = precision.with_precision(model.network, config.precision), config.build_method()
-    params = method.init_params(net, model.params(), jax.random.key(config.seed))
+    method = config.build_method()
+    if isinstance(model, nn.Sequential):
+        net = eval_net = precision.with_precision(model.network, config.precision)
+        network_params = model.params()
+    else:
+        net, eval_net = _flax_step_models(model, config, train_set.input_shape)
+        method.validate(net)  # before init_params (e.g. TL-BPTT's heads need a Sequential): one line
+        network_params = nnx.to_pure_dict(net.params_state)
+    params = method.init_params(net, network_params, jax.random.key(config.seed))
     updates = method.updates_per_minibatch(config.time_steps)
     optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
                                           config.schedule, config.epochs, updates * steps_per_epoch,
                                           config.gradient_clip)
-    return RunSetup(net, method, params, optimizer, optimizer.init(params))
+    return RunSetup(net, method, params, optimizer, optimizer.init(params), eval_net)
+
+
+def _flax_step_models(module, config: ExperimentConfig, input_shape) -> tuple[FlaxModel, FlaxModel]:
+    """(the trained step model, the evaluated one) of the plain Flax model ``module``; the second is
+    built from a copy in eval mode (``nnx.Dropout`` off: unbound, it would apply one fixed mask)."""
+    name = config.model_name
+    if not isinstance(module, nnx.Module):
+        raise ValueError(f"--model={name}: its factory returned a {type(module).__name__}; a registered model "
+                         "must return an nn.Sequential or a Flax NNX module (nnx.Module).")
+    if config.precision != "f32":
+        raise ValueError(f"--precision={config.precision} is invalid for --model={name}, a plain Flax model "
+                         f"({type(module).__name__}): set its layers' dtypes in its factory instead, or use "
+                         "--precision=f32.")
+    evaluated = nnx.clone(module)
+    evaluated.eval()
+    return (FlaxModel(module).with_input(input_shape, jnp.float32),
+            FlaxModel(evaluated).with_input(input_shape, jnp.float32))
 
 
 def train_and_evaluate(config: ExperimentConfig, restart: bool = False, started: float | None = None) -> dict:
@@ -236,12 +270,12 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         raise ValueError(f"--batch_size={config.batch_size} is invalid: it exceeds the "
                          f"{len(train_set)} training examples.")
     total_steps = config.epochs * steps_per_epoch
-    net, method, params, optimizer, opt_state = initial_state(config, train_set)
+    net, method, params, optimizer, opt_state, eval_net = initial_state(config, train_set)
     train_config = config.train_config()
     to_time_major = _time_major(train_set.temporal, config.time_steps)
     step = parallel.make_parallel_train_step(method, net, optimizer, mesh, train_config,
                                              prepare_inputs=to_time_major, donate=True)
-    evaluate = _make_evaluator(net, method.network_params, to_time_major, mesh)
+    evaluate = _make_evaluator(eval_net, method.network_params, to_time_major, mesh)
     eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
 
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
@@ -413,11 +447,11 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         "warnings": list(learning_monitor.learning_warnings(history, first_loss, train_set.num_classes).values()),
     }
     if lead:  # synaptic operations and energy per inference on the test set (safjax.energy)
-        results.update(_energy_results(net, method.network_params(params), test_set, to_time_major,
+        results.update(_energy_results(eval_net, method.network_params(params), test_set, to_time_major,
                                        config.eval_batch_size))
     if outputs:
-        spikes = _example_spikes(net, method.network_params(params), test_set, to_time_major)
-        outputs.finish(results, history, spikes, run_outputs.layer_names(net), title=run_outputs.run_title(results))
+        spikes = _example_spikes(eval_net, method.network_params(params), test_set, to_time_major)
+        outputs.finish(results, history, spikes, _layer_names(eval_net), title=run_outputs.run_title(results))
     elapsed = time.time() - started
     earlier = f"; {before.get('wall_time_s', 0.0) + elapsed:.1f} s over all attempts" if first_step else ""
     _log(f"final test accuracy: {results['test_accuracy']:.4f} (wall time {elapsed:.1f} s including "
@@ -435,6 +469,15 @@ def _memory_figures(compiled) -> dict:
                "output_bytes": int(analysis.output_size_in_bytes)}
     figures["peak_bytes"] = sum(figures.values())
     return figures
+
+
+def _layer_names(net) -> list[str]:
+    """One name per spiking layer (`run_outputs.layer_names`) or, for a Flax model, per cell: its
+    attribute path and channels, e.g. ``layer1.0.lif2 (64)``."""
+    if not isinstance(net, FlaxModel):
+        return run_outputs.layer_names(net)
+    return [f"{'.'.join(map(str, path))} ({shape[-1] if shape else 1})"
+            for path, shape in zip(net.cell_paths, net.cell_shapes)]
 
 
 def _example_spikes(net, params, test_set, to_time_major) -> list[np.ndarray]:
@@ -459,14 +502,15 @@ def test_set_operations(net, params, test_set, to_time_major, batch_size) -> dic
 
 
 def _energy_results(net, params, test_set, to_time_major, batch_size) -> dict:
-    """``synaptic_operations`` (`test_set_operations`) and ``energy_estimate`` of the run; a run whose
-    network cannot be counted gets a note instead (and neither key)."""
+    """``synaptic_operations`` (`test_set_operations`) and ``energy_estimate`` of the run; for a
+    network that cannot be counted (e.g. a plain Flax model) both are None and
+    ``synaptic_operations_note`` says why, in one line."""
     from safjax import energy
 
     try:
         report = test_set_operations(net, params, test_set, to_time_major, batch_size)
     except ValueError as error:
         _log(f"note: no synaptic-operation count or energy estimate: {error}")
-        return {}
+        return {"synaptic_operations": None, "energy_estimate": None, "synaptic_operations_note": str(error)}
     _log(energy.summary_line(report))
     return {"synaptic_operations": report, "energy_estimate": energy.energy(report)}
