@@ -30,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 from safjax import train_config as config_lib
 from safjax import methods, step_builder
 from safjax import network as network_lib
+from safjax.engine import steps
 
 DATA_AXIS = "data"
 
@@ -68,6 +69,19 @@ def pmean_gradients(axis_name: str = DATA_AXIS) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+def train_state(net, opt_state):
+    """What the data-parallel step takes and returns as its optimizer state: ``opt_state`` itself, or
+    for a model that carries its own state (a Flax model whose BatchNorm updates running statistics,
+    `engine.steps.carries_state`) the pair (``opt_state``, those statistics), as Flax's train states
+    carry batch statistics beside the optimizer's: checkpointed, restored and replicated with it."""
+    return (opt_state, net.initial_model_state()) if steps.carries_state(net) else opt_state
+
+
+def model_state(net, state):
+    """The running statistics in a `train_state` (None for a model without)."""
+    return state[1] if steps.carries_state(net) else None
+
+
 def make_parallel_train_step(
     method,
     net,
@@ -83,6 +97,9 @@ def make_parallel_train_step(
     ``prepare_inputs`` (optional) maps each device's batch-major inputs [B, ...] to the
     time-major [T, B, ...] the methods take, inside the compiled step (e.g. direct encoding or
     a transpose of event frames); without it the step takes time-major inputs.
+    For a model that carries running statistics, ``opt_state`` is `train_state`'s pair: each device
+    normalises by its own shard's batch statistics and the updated running statistics are averaged
+    over the devices (one all-reduce per minibatch).
     ``donate=True`` donates the params and optimizer-state buffers to the step (the trainer's
     setting: the step's outputs replace them, so no second copy is kept). Like
     `safjax.make_train_step`, networks the method cannot train are refused when the step is made
@@ -103,10 +120,15 @@ def make_parallel_train_step(
     num_devices = mesh.devices.size
     averaged = optax.chain(pmean_gradients(DATA_AXIS), optimizer)
 
+    carries = steps.carries_state(net)
+
     def local_step(params, opt_state, inputs, labels, key):
         if prepare_inputs is not None:
             inputs = prepare_inputs(inputs)
         bound, method_key = step_builder.bind_minibatch(net, key, jax.lax.axis_index(DATA_AXIS))
+        if carries:  # (optimizer state, running statistics): see `train_state`
+            opt_state, model_state = opt_state
+            bound = bound.bind_model_state(model_state)
         params, (_, opt_state), metrics = train_step(
             bound, params, (optax.EmptyState(), opt_state), inputs, labels,
             optimizer=averaged, config=config, key=method_key,
@@ -115,6 +137,9 @@ def make_parallel_train_step(
             loss=jax.lax.pmean(metrics.loss, DATA_AXIS),
             firing_rates=jax.lax.pmean(metrics.firing_rates, DATA_AXIS),
         )
+        if carries:  # each device's statistics are of its own shard (unsynchronised batch norm)
+            opt_state = (opt_state, jax.lax.pmean(metrics.model_state, DATA_AXIS))
+            metrics = metrics._replace(model_state=None)
         return params, opt_state, metrics
 
     metric_specs = methods.StepOutput(loss=P(), outputs=P(DATA_AXIS), firing_rates=P())
@@ -132,7 +157,7 @@ def make_parallel_train_step(
                      donate_argnums=(0, 1) if donate else ())
 
     def step(params, opt_state, inputs, labels, key=None):
-        step_builder.check_state(method, net, optimizer, params, opt_state)
+        step_builder.check_state(method, net, optimizer, params, opt_state[0] if carries else opt_state)
         if prepare_inputs is None:
             network_lib.check_inputs(net, inputs, labels)
         elif getattr(labels, "is_fully_addressable", True):

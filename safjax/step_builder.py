@@ -17,7 +17,7 @@ from flax import nnx
 from safjax import train_config as config_lib
 from safjax import dropout, engine, methods
 from safjax import network as network_lib
-from safjax.engine import flax_model, flax_training
+from safjax.engine import flax_model
 
 
 def as_method(method: str | methods.Method) -> methods.Method:
@@ -88,9 +88,7 @@ MIN_CHANNELS = 4  # a spiking layer narrower than this is almost surely a mistak
 
 def check_model(method: methods.Method, net) -> None:
     """What is checked when a step is made: the method's `validate` (refuses, in one line, what it
-    cannot train), a Flax model's BatchNorm in training mode (refused), narrow spiking layers (warned)."""
-    if isinstance(net, flax_model.FlaxModel):
-        flax_training.refuse_running_statistics(net)
+    cannot train), narrow spiking layers (warned)."""
     method.validate(net)
     check_layer_widths(net)
 

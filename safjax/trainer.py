@@ -73,24 +73,26 @@ def _subset(dataset: datasets.Dataset, size: int, flag: str) -> datasets.Dataset
 
 
 def _make_evaluator(net, network_params, to_time_major, mesh):
-    """``evaluate(params, test_set, batch_size) -> accuracy``: every test example exactly once,
-    in padded global batches sharded like the training data (each process feeds its rows)."""
+    """``evaluate(params, test_set, batch_size, model_state=None) -> accuracy``: every test example
+    exactly once, in padded global batches sharded like the training data (each process feeds its
+    rows); ``model_state``: the running statistics a Flax model's BatchNorm evaluates with."""
     batch_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS))
 
     @jax.jit
-    def correct(params, inputs, labels, valid):
-        outputs, _ = simulate.run(net, network_params(params), to_time_major(inputs))
+    def correct(params, model_state, inputs, labels, valid):
+        model = net if model_state is None else net.bind_model_state(model_state)
+        outputs, _ = simulate.run(model, network_params(params), to_time_major(inputs))
         hits = (jnp.argmax(outputs.sum(0), -1) == labels) & valid
         return jnp.sum(hits)
 
-    def evaluate(params, test_set, batch_size):
+    def evaluate(params, test_set, batch_size, model_state=None):
         rows = input_pipeline.process_rows(batch_size, jax.process_index(), jax.process_count())
         total = 0
         for inputs, labels, num_valid in input_pipeline.eval_batches(test_set, batch_size, rows):
             valid = np.arange(len(labels)) < num_valid  # padding sits at the end of each slice
             arrays = [jax.make_array_from_process_local_data(batch_sharding, a)
                       for a in (inputs, labels, valid)]
-            total += int(correct(params, *arrays))
+            total += int(correct(params, model_state, *arrays))
         return total / len(test_set)
 
     return evaluate
@@ -168,7 +170,8 @@ class RunSetup(NamedTuple):
     method: object  # safjax.methods.Method
     params: object  # the method's params (the network's, plus e.g. TL-BPTT's heads); plain dicts
     optimizer: object  # optax.GradientTransformation
-    opt_state: object
+    opt_state: object  # the optimizer's state; for a model with running statistics (parallel.train_state)
+    #                    the pair (optimizer state, running statistics)
     eval_net: object  # the step model evaluated and counted: dropout off (for a Network, ``net``)
 
 
@@ -199,7 +202,8 @@ def initial_state(config: ExperimentConfig, train_set: datasets.Dataset) -> RunS
     optimizer = optimizers.make_optimizer(config.optimizer, config.learning_rate, config.momentum,
                                           config.schedule, config.epochs, updates * steps_per_epoch,
                                           config.gradient_clip)
-    return RunSetup(net, method, params, optimizer, optimizer.init(params), eval_net)
+    opt_state = parallel.train_state(net, optimizer.init(params))  # with running statistics, if any
+    return RunSetup(net, method, params, optimizer, opt_state, eval_net)
 
 
 def _flax_step_models(module, config: ExperimentConfig, input_shape) -> tuple[FlaxModel, FlaxModel]:
@@ -391,7 +395,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
             if index == steps_per_epoch - 1:
                 meter.close()
                 meter = None
-                accuracy = evaluate(params, test_set, eval_batch)
+                accuracy = evaluate(params, test_set, eval_batch, parallel.model_state(net, opt_state))
                 rates = [round(float(r), 4) for r in metrics.firing_rates]
                 history.append({"step": done, "epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
                                 "test_accuracy": accuracy, "firing_rates": rates,
@@ -446,6 +450,8 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         # Recomputed from the whole history, so a resumed or rerun run reports the same warnings.
         "warnings": list(learning_monitor.learning_warnings(history, first_loss, train_set.num_classes).values()),
     }
+    if parallel.model_state(net, opt_state) is not None:  # evaluated with the trained running statistics
+        eval_net = eval_net.bind_model_state(jax.device_get(parallel.model_state(net, opt_state)))
     if lead:  # synaptic operations and energy per inference on the test set (safjax.energy)
         results.update(_energy_results(eval_net, method.network_params(params), test_set, to_time_major,
                                        config.eval_batch_size))

@@ -254,3 +254,62 @@ def _digits_batch(time_steps=4, batch=32):
     train_set = _digits()
     images = jnp.asarray(train_set.inputs[:batch], jnp.float32)
     return safjax.encoding.direct(images, time_steps), jnp.asarray(train_set.labels[:batch])
+
+
+class FlaxBNMLP(FlaxMLP):
+    """Flattened image → dense → BatchNorm (training mode) → a safjax cell → dense readout."""
+
+    def __init__(self, rngs, *args):
+        super().__init__(rngs, *args)
+        self.norm = nnx.BatchNorm(self.fc1.out_features, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(self.lif1(self.norm(self.fc1(x.reshape(x.shape[0], -1)))))
+
+
+def flax_bn_mlp(rngs, neuron="lif", leak=0.5, threshold=1.0, num_classes=10, input_shape=(8, 8, 1), width=1.0,
+                dropout=0.0, reset="soft"):
+    return FlaxBNMLP(rngs, neuron, leak, threshold, num_classes, input_shape, models.scaled(64, width), 0.0, reset)
+
+
+def test_batch_norm_running_statistics_train_checkpoint_and_resume_with_the_run(monkeypatch, tmp_path, capsys):
+    """BatchNorm in training mode through the trainer (BPTT): the running statistics travel with the
+    optimizer state (parallel.train_state), move away from their initial values, are checkpointed, and
+    a resumed run ends exactly like the uninterrupted one; SAF refuses the model in one line."""
+    monkeypatch.setitem(models.MODELS, "flax_bn_mlp", flax_bn_mlp)
+    config = _config(model="flax_bn_mlp", method="bptt", epochs=2, train_examples=256, test_examples=96,
+                     checkpoint_every=5, workdir=str(tmp_path / "reference"))
+    reference = trainer.train_and_evaluate(config)
+    assert reference["test_accuracy"] > 0.5
+    state = _final_state(config.workdir)
+    mean = np.asarray(state["opt_state"][1][0])  # the first running statistic: the BatchNorm's mean
+    assert mean.shape == (64,) and np.max(np.abs(mean)) > 1e-3
+    resumed = tmp_path / "resumed"
+    shutil.copytree(config.workdir, resumed)
+    for step in (15, 16):
+        shutil.rmtree(resumed / "checkpoints" / str(step))
+    os.remove(resumed / "results.json")
+    again = trainer.train_and_evaluate(dataclasses.replace(config, workdir=str(resumed)))
+    assert f"resumed from {resumed / 'checkpoints'}/10" in capsys.readouterr().out
+    assert again["test_accuracy"] == reference["test_accuracy"]
+    for a, b in zip(_leaves(state), _leaves(_final_state(resumed))):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="saf_e needs .*BatchNorm that normalises by the current minibatch"):
+        trainer.train_and_evaluate(dataclasses.replace(config, method="saf_e", workdir=""))
+
+
+def test_data_parallel_running_means_equal_the_single_device_ones(monkeypatch):
+    """Each device normalises by its own shard; the running means, averaged over the 4 devices, equal one
+    device's (the mean is linear in the batch; the BatchNorm input fc(x) does not depend on spikes)."""
+    model = flax_bn_mlp(nnx.Rngs(0))
+    net = FlaxModel(model).with_input((8, 8, 1), jnp.float32)
+    optimizer = optax.sgd(0.0)
+    params = nnx.to_pure_dict(net.params_state)
+    inputs, labels = _digits_batch()
+    step = parallel.make_parallel_train_step("bptt", net, optimizer, parallel.make_mesh(4))
+    _, (_, stats), _ = step(params, parallel.train_state(net, optimizer.init(params)), inputs, labels)
+    single = safjax.make_train_step("bptt", model, optimizer)
+    state = nnx.state(model, nnx.Param)
+    single(state, optimizer.init(state), inputs, labels)
+    assert np.max(np.abs(model.norm.mean.get_value())) > 1e-3  # the statistics moved
+    np.testing.assert_allclose(stats[0], model.norm.mean.get_value(), rtol=1e-5, atol=1e-7)

@@ -79,13 +79,3 @@ def set_running_statistics(module: nnx.Module, model, stats: tuple) -> None:
     for path, value in zip(model.stat_paths, stats):
         variables[path].set_value(value)
 
-
-def refuse_running_statistics(model) -> None:
-    """The trainer (`experiments.train`, the data-parallel step) does not carry running statistics yet:
-    refuse, in one line, a model whose BatchNorm would update them (`safjax.make_train_step` does)."""
-    if getattr(model, "carries_state", False):
-        raise ValueError(
-            f"{model.module_type} has a BatchNorm in training mode (use_running_average=False): the trainer "
-            "and the data-parallel step do not carry running statistics yet; train it with "
-            "safjax.make_train_step (bptt, tbptt, sltt), freeze them (use_running_average=True), or use "
-            "scaled weight standardisation.")
