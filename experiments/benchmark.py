@@ -8,8 +8,9 @@ training step and forward_flops of the forward alone (dense/conv FLOPs counted o
 program, scan bodies × their length — XLA's cost_analysis counts a loop body once, and is kept
 as xla_flops_loop_body_once); synaptic_ops_per_step
 (evaluations per weighted operator per step, counted in the traced program), step_time_ms
-(median over --repeats, methods interleaved; min/max too) and compile_time_s, plus the device
-and versions. A method is a registered name or a spec with settings, ``name:setting=value``:
+(median over --repeats, methods interleaved; min/max too), step_cpu_time_ms (the process's CPU time
+per step, all threads, median: on a machine shared with other processes it moves less than the wall
+time) and compile_time_s, plus the device and versions. A method is a registered name or a spec with settings, ``name:setting=value``:
 `bptt:remat=true` is BPTT with jax.checkpoint, the strong baseline. `--truncation` and
 `--block_size` reach every method that takes them (tbptt, TL-BPTT, docs/methods.md §7); methods with
 a cost model (BPTT, TBPTT) also carry the analytic MACs, memory accesses and stored activation bytes
@@ -30,7 +31,9 @@ flags.DEFINE_string("methods", ",".join([*benchmark.methods.METHODS, "bptt:remat
                     "Comma list of methods: registered names or name:setting=value[:setting=value] specs.")
 flags.DEFINE_string("baseline", "bptt", "The method spec whose records the others are divided by ('' = no ratios).")
 flags.DEFINE_string("time_steps", "2,4,8,16,32", "Comma list of T.")
-flags.DEFINE_string("model", "digits_mlp", f"Model: {', '.join(benchmark.models.MODELS)}.")
+flags.DEFINE_string("model", "digits_mlp", f"Model: {', '.join(benchmark.models.MODELS)} (vgg11_sws_flax: "
+                    "vgg11_sws written as a plain Flax model, trained through the engine's Flax front-end).")
+flags.DEFINE_float("width", 1.0, "Multiplies the model's channel counts (1: the registered model).")
 flags.DEFINE_string("dataset", "digits", f"Sets input shape and classes: {', '.join(benchmark.DATASET_SHAPES)}.")
 flags.DEFINE_integer("batch_size", 32, "Minibatch size.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up).")
@@ -63,6 +66,8 @@ def _parse() -> tuple[list[str], list[int], int | bool]:
         raise ValueError(f"--dataset must be one of {', '.join(benchmark.DATASET_SHAPES)}.")
     if FLAGS.model not in benchmark.models.MODELS:
         raise ValueError(f"--model must be one of {', '.join(benchmark.models.MODELS)}.")
+    if not FLAGS.width > 0:
+        raise ValueError(f"--width must be a channel multiplier > 0, got {FLAGS.width}.")
     if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
         raise ValueError("--batch_size and --repeats must be ≥ 1.")
     if FLAGS.conv_weight_grad not in benchmark.CONV_WEIGHT_GRADS:
@@ -90,9 +95,11 @@ def main(argv):
     except ValueError as error:
         sys.exit(f"error: {error}")
     net, params = benchmark.build(FLAGS.model, FLAGS.dataset, conv_weight_grad=FLAGS.conv_weight_grad,
-                                  precision=FLAGS.precision)
+                                  precision=FLAGS.precision, width=FLAGS.width)
     env = benchmark.environment()
-    print(f"{FLAGS.model} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}, {FLAGS.precision}, "
+    width = f" (width {FLAGS.width:g})" if FLAGS.width != 1.0 else ""
+    print(f"{FLAGS.model}{width} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}, "
+          f"{FLAGS.precision}, "
           f"conv weight grad {FLAGS.conv_weight_grad}; "
           f"{env['device_count']}× {env['device_kind']} ({env['backend']}), jax {env['jax']}", flush=True)
     print(benchmark.HEADER, flush=True)
@@ -108,7 +115,7 @@ def main(argv):
                                f"{env['device_kind']}")
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
-            json.dump({"environment": benchmark.environment(), "model": FLAGS.model,
+            json.dump({"environment": benchmark.environment(), "model": FLAGS.model, "width": FLAGS.width,
                        "settings": method_flags.given(_SETTINGS),
                        "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad, "precision": FLAGS.precision,
                        "records": records}, f, indent=2)

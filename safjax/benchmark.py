@@ -3,6 +3,10 @@
 Deterministic numbers come from the compiled program (`memory_analysis()`, `cost_analysis()`);
 wall times are medians over repeats with the methods interleaved in one process, so only their
 ratios are meaningful. `experiments/benchmark.py` is the command-line front end.
+
+A model is a `safjax.Network` (a registered `nn.Sequential`'s) or a plain Flax NNX model's step
+model (`engine.flax_model.FlaxModel`, params ``nnx.state(module, nnx.Param)``): every method runs
+on both; the analytic cost models, which read a Network's layers, are left out for the latter.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import optax
 from flax import nnx
 
 from safjax import train_config as config_lib
-from safjax import costs, methods, models, ops, step_builder
+from safjax import costs, methods, models, nn, ops, step_builder
 from safjax import precision as precision_lib
 from safjax import network as network_lib
+from safjax.engine import flax_model
 
 DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
     "digits": ((8, 8, 1), 10), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
@@ -38,7 +43,25 @@ def parse_variant(spec: str) -> tuple[str, dict]:
 def synaptic_ops_per_step(method: methods.Method, net, params, x_t, labels) -> float:
     """Synaptic operator evaluations per weighted operator per time step (SAF 1, OTTT 2)."""
     count = costs.count_synaptic_evaluations(functools.partial(method.step_forward, net), params, x_t, labels)
-    return count / net.num_synaptic_ops()
+    return count / num_synaptic_ops(net, params, x_t, labels)
+
+
+def num_synaptic_ops(net, params, x_t, labels) -> int:
+    """Weighted operators: a Network's, counted in its structure; a Flax model's, counted as the
+    evaluations of its plain spiking step, which evaluates each of them once."""
+    if isinstance(net, network_lib.Network):
+        return net.num_synaptic_ops()
+    plain = functools.partial(methods.get_method("bptt").step_forward, net)
+    return costs.count_synaptic_evaluations(plain, params, x_t, labels)
+
+
+def bind_minibatch(net, key):
+    """Inside a traced step: (``net`` with this minibatch's dropout masks, the method's key), for a
+    Network (`step_builder.bind_minibatch`) or a Flax model (as `safjax.make_train_step` binds it)."""
+    if isinstance(net, network_lib.Network):
+        return step_builder.bind_minibatch(net, key)
+    dropout_key, method_key = jax.random.split(key)
+    return (net.bind(dropout_key) if net.has_random_streams() else net), method_key
 
 
 def _flops(compiled) -> float:
@@ -57,21 +80,36 @@ def _inputs(net, num_steps: int, batch_size: int):
 CONV_WEIGHT_GRADS = {"auto": None, "swapped": True, "plain": False}
 
 
-def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto", precision: str = "f32"):
-    """(net, float32 params) of a registered model at the data set's input shape.
+def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto", precision: str = "f32",
+          width: float = 1.0):
+    """(net, float32 params) of a registered model at the data set's input shape: a Sequential's
+    (`safjax.Network`, its params tree), or a plain Flax model's (the step model
+    ``FlaxModel(module).with_input(shape, float32)``, ``nnx.state(module, nnx.Param)``).
 
     ``conv_weight_grad``: "auto" (swapped-axes weight gradient on CPU only), "swapped" or "plain"
-    (see `safjax.conv`). ``precision``: "f32" or "bf16" synaptic operators (`safjax.precision`).
+    (see `safjax.conv`). ``precision``: "f32" or "bf16" synaptic operators (`safjax.precision`); in a
+    Flax model both reach its `safjax.nn` operators. ``width`` multiplies the model's channel
+    counts (1: the registered model; every registered model takes it).
     """
     input_shape, num_classes = DATASET_SHAPES[dataset]
-    module = models.MODELS[model](nnx.Rngs(seed), num_classes=num_classes, input_shape=input_shape)
+    extra = {"width": width} if width != 1.0 else {}
+    module = models.MODELS[model](nnx.Rngs(seed), num_classes=num_classes, input_shape=input_shape, **extra)
     swapped = CONV_WEIGHT_GRADS[conv_weight_grad]
 
     def set_weight_grad(op):
         return dataclasses.replace(op, swapped_weight_grad=swapped) if isinstance(op, ops.Conv) else op
 
-    net = network_lib.map_operators(module.network, set_weight_grad)
-    return precision_lib.with_precision(net, precision), module.params()
+    if isinstance(module, nn.Sequential):
+        net = network_lib.map_operators(module.network, set_weight_grad)
+        return precision_lib.with_precision(net, precision), module.params()
+    if precision not in precision_lib.PRECISIONS:
+        raise ValueError(f"`precision` must be one of {', '.join(precision_lib.PRECISIONS)}, got {precision!r}.")
+    dtype = precision_lib.PRECISIONS[precision]
+    for _, layer in nnx.iter_graph(module):
+        if isinstance(layer, nn.Operator):
+            op = set_weight_grad(layer.op)
+            layer.op = dataclasses.replace(op, compute_dtype=dtype) if dtype and op.synaptic else op
+    return flax_model.FlaxModel(module).with_input(input_shape, jnp.float32), nnx.state(module, nnx.Param)
 
 
 def measure(
@@ -101,6 +139,9 @@ def measure(
     """
     optimizer = optax.sgd(0.01, momentum=0.9)
     config = config_lib.TrainConfig(unroll=unroll)
+    analytic_costs = isinstance(net, network_lib.Network)
+    if not analytic_costs:
+        log("(a Flax model: no analytic cost model — docs/tlbptt_costs.md's formulas read a safjax.Network's layers)")
     built = {}
     for spec in variants:
         name, own = parse_variant(spec)
@@ -125,7 +166,7 @@ def measure(
             def make_step(unroll, method=method):
                 step_config = dataclasses.replace(config, unroll=unroll)
                 def step(p, s, x, y, k):
-                    bound, method_key = step_builder.bind_minibatch(net, k)
+                    bound, method_key = bind_minibatch(net, k)
                     return method.train_step(bound, p, s, x, y, optimizer=optimizer, config=step_config,
                                              key=method_key)
 
@@ -155,7 +196,7 @@ def measure(
                 "synaptic_ops_per_step": synaptic_ops_per_step(method, net, params, inputs[0], labels),
                 "compile_time_s": compile_time,
             }
-            analytic = method.cost_model(net, num_steps, batch_size) if method.cost_model else None
+            analytic = method.cost_model(net, num_steps, batch_size) if method.cost_model and analytic_costs else None
             if analytic is not None:
                 rows[spec].update(analytic_macs=analytic["macs"],
                                   analytic_memory_accesses=analytic["memory_accesses"],
@@ -163,11 +204,13 @@ def measure(
             arguments[spec] = (method_params, opt_state)
             jax.block_until_ready(executable(method_params, opt_state, inputs, labels, key))  # warm-up
         times = {spec: [] for spec in built}
+        cpu_times = {spec: [] for spec in built}
         for _ in range(repeats):  # interleaved, so that drifts hit every method alike
             for spec in built:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 jax.block_until_ready(compiled[spec](*arguments[spec], inputs, labels, key))
                 times[spec].append(time.perf_counter() - start)
+                cpu_times[spec].append(time.process_time() - cpu_start)
         if profile_dir:
             import os
 
@@ -179,7 +222,8 @@ def measure(
         for spec in built:
             ms = np.asarray(times[spec]) * 1e3
             rows[spec].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
-                              step_time_max_ms=float(ms.max()))
+                              step_time_max_ms=float(ms.max()),
+                              step_cpu_time_ms=float(np.median(cpu_times[spec]) * 1e3))
         if baseline is not None:
             for spec in built:
                 for key_name in ("temp_bytes", "step_time_ms", "analytic_macs", "analytic_memory_accesses",

@@ -167,3 +167,73 @@ MODELS = {
     "alexnet_snn": alexnet_snn,
     "reference_conv": reference_conv,
 }
+
+
+# --- VGG-11 (sWS) written as a plain Flax NNX model (issue 17 item 7) --------------------------------
+# The network of `vgg11_sws`, written the way a user writes their own model: safjax layers and cells
+# called in ``__call__``, no Sequential. Methods train it through the engine's Flax front-end
+# (`safjax.engine.flax_model`); the benchmark compares its cost with the Sequential's
+# (docs/benchmarks.md, "No cost for the openness").
+
+
+class VGG11SWSFlax(nnx.Module):
+    """`vgg11_sws` as a plain Flax model: one time step x_t [B, H, W, C] → class scores [B, classes].
+
+    Per block: current = ScaledWSConv(x) (+ the VGG-F feedback into block 1), s = cell(current),
+    optional dropout, average pool 2 after blocks 2, 4 and 6, then the fixed ×`WS_SCALE`; after the
+    last block, global average pool and a dense readout. Layers are made in the Sequential's order,
+    so one seed gives both the same weights.
+    """
+
+    def __init__(self, rngs: nnx.Rngs, neuron: str, leak: float, threshold: float, num_classes: int,
+                 input_shape: tuple[int, int, int], feedback: bool, width: float, dropout: float, reset: str):
+        if input_shape[0] % 8 or input_shape[1] % 8:
+            raise ValueError(f"VGG-11 pools three times: `input_shape` {input_shape} needs H and W "
+                             "divisible by 8.")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"`dropout` must be a rate in [0, 1), got {dropout!r}.")
+        widths = [scaled(spec, width) for spec in VGG11_CHANNELS if spec != "A"]
+        # VGG-F: the last cell's spikes at t − 1 → conv → ×8 upsample, into block 1's current
+        self.feedback = nn.ScaledWSConv(widths[-1], widths[0], rngs=rngs) if feedback else None
+        self.upsample = nn.Upsample(8)
+        convs, cells, channels = [], [], input_shape[-1]
+        for features in widths:
+            convs.append(nn.ScaledWSConv(channels, features, rngs=rngs))
+            cells.append(neuron_module(neuron, leak, threshold, reset))
+            channels = features
+        if feedback:  # read with previous() before it fires: it needs its per-example shape
+            cells[-1] = nn.Neuron(cells[-1].config, shape=(input_shape[0] // 8, input_shape[1] // 8, widths[-1]))
+        self.convs, self.cells = nnx.List(convs), nnx.List(cells)
+        blocks = [i for i, spec in enumerate(VGG11_CHANNELS) if spec != "A"]
+        self.pool_after = tuple(j for j, i in enumerate(blocks) if i + 1 < len(VGG11_CHANNELS)
+                                and VGG11_CHANNELS[i + 1] == "A")  # (1, 3, 5)
+        self.pool = nn.AvgPool(2)
+        self.readout = nn.Dense(channels, num_classes, rngs=rngs)
+        # after the readout: nnx.Dropout draws from `rngs` too, and the Sequential's Dropout does not
+        self.dropouts = nnx.List([nnx.Dropout(dropout, rngs=rngs) for _ in cells] if dropout else [])
+
+    def __call__(self, x):
+        for j, (conv, cell) in enumerate(zip(self.convs, self.cells)):
+            current = conv(x)
+            if j == 0 and self.feedback is not None:
+                current = current + self.upsample(self.feedback(self.cells[-1].previous()))
+            x = cell(current)
+            if self.dropouts:
+                x = self.dropouts[j](x)
+            if j in self.pool_after:
+                x = self.pool(x)
+            x = WS_SCALE * x
+        return self.readout(x.mean(axis=(1, 2)))
+
+
+def vgg11_sws_flax(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
+                   num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
+                   feedback: bool = False, width: float = 1.0, dropout: float = 0.0,
+                   reset: str = "soft") -> VGG11SWSFlax:
+    """`vgg11_sws` (same arguments, same network) written as a plain Flax model (`VGG11SWSFlax`);
+    its params are ``nnx.state(model, nnx.Param)`` and methods train it through the engine."""
+    return VGG11SWSFlax(rngs, neuron, leak, threshold, num_classes, tuple(input_shape), feedback, width,
+                        dropout, reset)
+
+
+MODELS["vgg11_sws_flax"] = vgg11_sws_flax
