@@ -2,9 +2,10 @@
 
     python -m experiments.memory_breakdown --model=vgg11_sws --dataset=cifar10 --batch_size=8 --time_steps=6 --methods=saf_e,ottt_o
 
-Compiles one training minibatch as `safjax.benchmark.measure` does (same inputs, optimizer and
-`step_builder.bind_minibatch`) with XLA's dump switched on (``--xla_dump_to``, restricted to the
-step's module), and reads three of its files:
+Compiles one training minibatch as `safjax.benchmark.measure` does (same model build, inputs,
+optimizer and minibatch binding; a Sequential or a plain Flax model such as vgg11_sws_flax) with
+XLA's dump switched on (``--xla_dump_to``, restricted to the step's module), and reads three of its
+files:
 
 - ``*buffer-assignment.txt``: the allocations; the temporary ones (``preallocated-temp``, and any
   allocation that is not a parameter, an output, a constant or thread-local) add up to
@@ -174,30 +175,20 @@ def main(argv):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to={dump_root} "
                                "--xla_dump_hlo_as_text --xla_dump_hlo_module_re=.*jit_step.*").strip()
 
-    import dataclasses
-
     import jax
     import optax
-    from flax import nnx
 
-    from safjax import benchmark, methods, models, ops, step_builder
-    from safjax import network as network_lib
+    from safjax import benchmark, engine, methods
     from safjax import train_config as config_lib
 
-    input_shape, num_classes = benchmark.DATASET_SHAPES[FLAGS.dataset]
-    extra = {"width": FLAGS.width} if FLAGS.width != 1.0 else {}
-    module = models.MODELS[FLAGS.model](nnx.Rngs(0), num_classes=num_classes, input_shape=input_shape, **extra)
-    swapped = benchmark.CONV_WEIGHT_GRADS[FLAGS.conv_weight_grad]
-    net = network_lib.map_operators(
-        module.network,
-        lambda op: dataclasses.replace(op, swapped_weight_grad=swapped) if isinstance(op, ops.Conv) else op)
-    params = module.params()
+    net, params = benchmark.build(FLAGS.model, FLAGS.dataset, conv_weight_grad=FLAGS.conv_weight_grad,
+                                  width=FLAGS.width)
     inputs, labels = benchmark._inputs(net, FLAGS.time_steps, FLAGS.batch_size)
     key = jax.random.key(FLAGS.time_steps)
     optimizer = optax.sgd(0.01, momentum=0.9)
     config = config_lib.TrainConfig()
     num_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
-    neurons = sum(math.prod(s) for s in net.layer_shapes)
+    neurons = sum(math.prod(s) for s in engine.as_step_model(net).cell_shapes)
     print(f"{FLAGS.model} (width {FLAGS.width:g}), {FLAGS.dataset}, batch {FLAGS.batch_size}, T = {FLAGS.time_steps}, "
           f"{jax.default_backend()}: params {4 * num_params / 1e6:.1f} MB, one activation of every spiking layer "
           f"{4 * FLAGS.batch_size * neurons / 1e6:.1f} MB (float32)\n")
@@ -211,7 +202,7 @@ def main(argv):
         param_sizes = {x.size for x in jax.tree_util.tree_leaves(method_params) if x.ndim >= 2}
 
         def step(p, s, x, y, k, method=method):
-            bound, method_key = step_builder.bind_minibatch(net, k)
+            bound, method_key = benchmark.bind_minibatch(net, k)
             return method.train_step(bound, p, s, x, y, optimizer=optimizer, config=config, key=method_key)
 
         before = set(glob.glob(os.path.join(dump_root, "*")))
