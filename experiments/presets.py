@@ -13,6 +13,9 @@ PRESETS: dict[str, dict] = {
     "cifar10_vgg11": dict(_CIFAR, method="saf_e", dataset="cifar10", model="vgg11_sws"),
     # The same on the offline JPEG copy: pass --dataset=image_folder:<root> with this preset.
     "image_folder_vgg11": dict(_CIFAR, method="saf_e", model="vgg11_sws"),
+    # The same setting with the spiking ResNet-18 of scaled-WS convs (safjax.models.resnet18, norm="sws":
+    # the NF-ResNet form OTTT trains online; all nine methods train it).
+    "cifar10_resnet18": dict(_CIFAR, method="saf_e", dataset="cifar10", model="resnet18"),
     # CIFAR-100 with VGG-F (feedback 512→64 into layer 1).
     "cifar100_vggf": dict(_CIFAR, method="saf_e", dataset="cifar100", model="vgg_f"),
     # CIFAR10-DVS: 48×48 frames, T = 10, neuron dropout 0.1 with one mask per minibatch (docs/methods.md §1.7).

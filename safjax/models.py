@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from safjax import neurons, nn
@@ -48,6 +51,11 @@ def digits_mlp(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold
 
 VGG11_CHANNELS = (64, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512)
 WS_SCALE = 2.74  # fixed scale after each LIF in the reference VGG (docs/methods.md §8)
+# α of NF-ResNets (OTTT's value): a BasicBlock's residual branch enters its output cell × α, so the
+# identity shortcut dominates at init and firing rates stay flat with depth. At init, T = 4, every
+# cell of ResNet-34 fires 7–14 % on normalised real CIFAR-10 and 15–30 % on normalised uniform noise;
+# with α = 1 the identity blocks' cells climb to ~75 % within stage 3.
+RESNET_BRANCH_SCALE = 0.2
 
 
 def vgg11_sws(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
@@ -159,6 +167,165 @@ def reference_conv(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, thres
     ], input_shape, dropout)
 
 
+RESNET_CHANNELS = (64, 128, 256, 512)  # the four stages' widths at width = 1
+RESNET_NORMS = ("sws", "batchnorm")
+RESNET_STEMS = ("cifar", "imagenet")
+
+
+class BasicBlock(nnx.Module):
+    """A spiking ResNet BasicBlock, one time step: x [B, H, W, C_in] → [B, H/stride, W/stride, C].
+
+    The residual is a sum of currents into the block's second cell:
+    ``s = lif2(conv2(lif1(conv1(x))) + shortcut(x))``, the shortcut the identity or, where the
+    shape changes, a 1×1 conv of stride ``stride``. ``norm="sws"``: scaled-WS convs, every cell's
+    spikes ×`WS_SCALE` before they feed a conv or the shortcut (the block's input ``x`` is such a
+    scaled signal, and so is its output) and the residual branch × `RESNET_BRANCH_SCALE`; affine
+    between cells, so every method trains it. ``norm="batchnorm"``: convs without bias, each
+    followed by ``nnx.BatchNorm``; spikes unscaled.
+    """
+
+    def __init__(self, in_channels: int, channels: int, stride: int, cell, norm: str, dropout: float,
+                 rngs: nnx.Rngs):
+        self.sws, self.stride = norm == "sws", stride
+        self.conv1, self.bn1 = _conv_norm(in_channels, channels, 3, norm, rngs)
+        self.lif1 = cell()
+        self.conv2, self.bn2 = _conv_norm(channels, channels, 3, norm, rngs)
+        self.shortcut, self.bn_shortcut = (None, None) if stride == 1 and in_channels == channels \
+            else _conv_norm(in_channels, channels, 1, norm, rngs)
+        self.lif2 = cell()
+        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
+
+    def __call__(self, x):
+        scale = WS_SCALE if self.sws else 1.0
+        h = scale * self.lif1(_apply(self.conv1, self.bn1, x, self.stride))
+        branch = _apply(self.conv2, self.bn2, h)
+        if self.sws:
+            branch = RESNET_BRANCH_SCALE * branch
+        shortcut = x if self.shortcut is None else _apply(self.shortcut, self.bn_shortcut, x, self.stride)
+        s = self.lif2(branch + shortcut)
+        if self.dropout is not None:
+            s = self.dropout(s)
+        return scale * s
+
+
+def _conv_norm(in_channels: int, channels: int, kernel_size: int, norm: str, rngs: nnx.Rngs):
+    """(conv, BatchNorm or None): a scaled-WS conv with bias (``"sws"``), or a conv without bias and
+    its BatchNorm (``"batchnorm"``); stride 1, 'SAME' (`strided_conv` strides it)."""
+    if norm == "sws":
+        return nn.ScaledWSConv(in_channels, channels, kernel_size, rngs=rngs), None
+    return (nn.Conv(in_channels, channels, kernel_size, use_bias=False, rngs=rngs),
+            nnx.BatchNorm(channels, rngs=rngs))
+
+
+def _apply(conv, bn, x, stride: int = 1):
+    y = strided_conv(conv, x, stride)
+    return y if bn is None else bn(y)
+
+
+def strided_conv(conv: nn.Conv | nn.ScaledWSConv, x, stride: int, subsample: bool | None = None):
+    """``conv`` (a stride-1 'SAME' conv module, odd kernel k) at stride ``stride``: x [B, H, W, C] →
+    [B, ⌈H/s⌉, ⌈W/s⌉, C'], output pixel i centred on input pixel s·i (PyTorch's stride-s conv with
+    padding k//2, torchvision's ResNets).
+
+    ``subsample`` (default: on XLA:CPU) computes it as the stride-1 conv sampled every s pixels,
+    whose weight gradient stays on XLA:CPU's fast path inside the time loop (`safjax.conv`; a
+    strided conv's is not: a BPTT step of ResNet-18 at width 1/8 took twice as long with them);
+    otherwise as a strided 'VALID' conv of the input padded by k//2 (no wasted work). Same values
+    either way; a 1×1 conv samples its input first (exact, no waste on any backend)."""
+    if stride == 1:
+        return conv(x)
+    k = conv.op.kernel_size
+    if k == 1:
+        return conv(x[:, ::stride, ::stride])
+    if jax.default_backend() == "cpu" if subsample is None else subsample:
+        return conv(x)[:, ::stride, ::stride]
+    pad = k // 2
+    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    return dataclasses.replace(conv.op, stride=stride, padding="VALID").apply(conv.params(), padded)
+
+
+class SpikingResNet(nnx.Module):
+    """A spiking ResNet of `BasicBlock` s, one time step: ``__call__(x_t [B, H, W, C]) -> [B, num_classes]``.
+
+    Stem: ``"cifar"``, a 3×3 conv and a cell (no pooling); ``"imagenet"``, a 7×7 conv of stride 2, a
+    cell and a 2×2 average pool (max pooling is not affine). Then ``blocks[i]`` blocks of
+    ``RESNET_CHANNELS[i]``·``width`` channels per stage, stages 2–4 downsampling by 2 in their first
+    block, a global average pool and a dense readout. See `resnet18` for ``norm``.
+    """
+
+    def __init__(self, blocks: tuple[int, ...], cell, rngs: nnx.Rngs, num_classes: int = 10,
+                 in_channels: int = 3, width: float = 1.0, dropout: float = 0.0, norm: str = "sws",
+                 stem: str = "cifar"):
+        if norm not in RESNET_NORMS:
+            raise ValueError(f"`norm` must be one of {', '.join(map(repr, RESNET_NORMS))}, got {norm!r}.")
+        if stem not in RESNET_STEMS:
+            raise ValueError(f"`stem` must be one of {', '.join(map(repr, RESNET_STEMS))}, got {stem!r}.")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"`dropout` must be a rate in [0, 1), got {dropout!r}.")
+        self.sws, self.imagenet_stem = norm == "sws", stem == "imagenet"
+        channels = scaled(RESNET_CHANNELS[0], width)
+        self.stem, self.bn_stem = _conv_norm(in_channels, channels, 7 if self.imagenet_stem else 3, norm, rngs)
+        self.lif_stem = cell()
+        self.pool = nn.AvgPool(2) if self.imagenet_stem else None
+        layers = []
+        for stage, (count, base) in enumerate(zip(blocks, RESNET_CHANNELS)):
+            for index in range(count):
+                stride = 2 if stage > 0 and index == 0 else 1
+                layers.append(BasicBlock(channels, scaled(base, width), stride, cell, norm, dropout, rngs))
+                channels = scaled(base, width)
+        self.blocks = nnx.List(layers)
+        self.readout = nn.Dense(channels, num_classes, rngs=rngs)
+
+    def __call__(self, x_t):
+        stem = _apply(self.stem, self.bn_stem, x_t, 2 if self.imagenet_stem else 1)
+        x = (WS_SCALE if self.sws else 1.0) * self.lif_stem(stem)
+        if self.pool is not None:
+            x = self.pool(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.readout(jnp.mean(x, axis=(1, 2)))
+
+
+def _resnet(blocks, rngs, neuron, leak, threshold, num_classes, input_shape, width, dropout, reset, norm, stem):
+    if len(input_shape) != 3:
+        raise ValueError(f"a ResNet takes images: `input_shape` must be (H, W, C), got {input_shape}.")
+    return SpikingResNet(blocks, lambda: neuron_module(neuron, leak, threshold, reset), rngs, num_classes,
+                         input_shape[-1], width, dropout, norm, stem)
+
+
+def resnet18(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
+             num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3), width: float = 1.0,
+             dropout: float = 0.0, reset: str = "soft", norm: str = "sws", stem: str = "cifar") -> SpikingResNet:
+    """Spiking ResNet-18 (`SpikingResNet`, [2, 2, 2, 2] BasicBlocks of 64, 128, 256, 512 channels ×
+    ``width``), a plain Flax model stepping one time step (train it with `safjax.make_train_step` or
+    ``experiments.train --model=resnet18``).
+
+    ``norm="sws"`` (the NF-ResNet form OTTT trains online): scaled-WS convs, no BatchNorm, spikes
+    ×`WS_SCALE` into every conv and the residual branch ×`RESNET_BRANCH_SCALE`; affine between the
+    cells, so all nine methods train it. Its scaling assumes normalised inputs (per channel, as the
+    input pipeline feeds them): a scaled-WS kernel sums to zero, so raw [0, 1] pixels drive the stem
+    by their contrast alone and it barely fires at init.
+
+    ``norm="batchnorm"`` (the form SLTT and BPTT use): convs and ``nnx.BatchNorm`` (each step
+    normalised by its batch statistics, running statistics updated every step and used after
+    ``model.eval()``); bptt, tbptt, sltt and sltt_k train it, SAF, OTTT and SR refuse it (batch
+    statistics are not affine in the cells' signals).
+
+    ``dropout > 0``: ``nnx.Dropout`` after each block's output cell (the engine holds one mask over
+    T). ``stem``: ``"cifar"`` (3×3 conv) or ``"imagenet"`` (7×7 stride-2 conv, 2×2 average pool).
+    """
+    return _resnet((2, 2, 2, 2), rngs, neuron, leak, threshold, num_classes, input_shape, width, dropout,
+                   reset, norm, stem)
+
+
+def resnet34(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
+             num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3), width: float = 1.0,
+             dropout: float = 0.0, reset: str = "soft", norm: str = "sws", stem: str = "cifar") -> SpikingResNet:
+    """Spiking ResNet-34: `resnet18` with [3, 4, 6, 3] BasicBlocks."""
+    return _resnet((3, 4, 6, 3), rngs, neuron, leak, threshold, num_classes, input_shape, width, dropout,
+                   reset, norm, stem)
+
+
 MODELS = {
     "digits_mlp": digits_mlp,
     "event_conv": event_conv,
@@ -166,6 +333,8 @@ MODELS = {
     "vgg_f": vgg_f,
     "alexnet_snn": alexnet_snn,
     "reference_conv": reference_conv,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
 }
 
 
