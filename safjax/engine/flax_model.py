@@ -78,10 +78,7 @@ class FlaxModel:
         rng_state = {path: keys[i] for i, path in enumerate(paths)}
         rng_state.update({path: jnp.zeros_like(value.get_value()) for path, value in nnx.to_flat_state(self.rest)
                           if isinstance(value, nnx.RngCount)})
-        bound = object.__new__(FlaxModel)
-        bound.__dict__.update(self.__dict__)
-        bound.rng_state = rng_state
-        return bound
+        return self._replace(rng_state=rng_state)
 
     def initial_model_state(self) -> tuple:
         """The running statistics a minibatch starts from: the bound ones, else the module's."""
@@ -92,10 +89,13 @@ class FlaxModel:
 
     def bind_model_state(self, stats: tuple) -> "FlaxModel":
         """This model with its running statistics set to ``stats`` (in `stat_paths` order)."""
-        bound = object.__new__(FlaxModel)
-        bound.__dict__.update(self.__dict__)
-        bound.model_state = tuple(stats)
-        return bound
+        return self._replace(model_state=tuple(stats))
+
+    def _replace(self, **changes) -> "FlaxModel":
+        """A copy of this model with some attributes changed (the module is not split again)."""
+        copy = object.__new__(FlaxModel)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
 
     def has_random_streams(self) -> bool:
         return any(isinstance(v, nnx.RngState) for _, v in nnx.to_flat_state(self.rest))
@@ -152,9 +152,7 @@ def _get(module, path):
 
 @functools.lru_cache(maxsize=64)
 def _with_input(model: FlaxModel, input_shape, dtype) -> FlaxModel:
-    shaped = object.__new__(FlaxModel)
-    shaped.__dict__.update(model.__dict__)
-    shaped.input_shape, shaped.dtype = input_shape, dtype
+    shaped = model._replace(input_shape=input_shape, dtype=dtype)
     shaped.cell_shapes, shaped.num_classes = _discover(shaped, input_shape, dtype)
     return shaped
 
