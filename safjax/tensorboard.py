@@ -12,7 +12,10 @@ Then ``tensorboard --logdir=workdir``. In a multi-process run only process 0 sho
 
 from __future__ import annotations
 
+import glob
 import operator
+import os
+import re
 import time
 from collections.abc import Mapping
 
@@ -35,6 +38,7 @@ class SummaryWriter:
     """
 
     def __init__(self, logdir: str, purge_step: int | None = None, flush_secs: float = 10.0):
+        _wait_for_a_later_second(logdir)
         self._writer = EventFileWriter(logdir, flush_secs=flush_secs)
         self._closed = False
         if purge_step is not None:
@@ -77,6 +81,25 @@ class SummaryWriter:
             raise ValueError(f"SummaryWriter for {self._writer.get_logdir()!r} is closed.")
         event.wall_time = time.time()
         self._writer.add_event(event)
+
+
+def _wait_for_a_later_second(logdir: str, max_skew_s: float = 2.0) -> None:
+    """Sleep (< 1 s) until the clock's whole second is past every event file's in ``logdir``.
+
+    TensorBoard reads a directory's event files in name order, and a name starts with the whole
+    second it was opened in, then host, pid and a per-process counter compared as text: two files
+    opened in one second can sort against their order (counter 10 before 9), and a resumed run's
+    purge marker then comes before the points it should drop. A file stamped more than
+    ``max_skew_s`` ahead (another host's clock) is not waited for.
+    """
+    names = (os.path.basename(path) for path in
+             glob.glob(os.path.join(glob.escape(logdir), "events.out.tfevents.*")))
+    stamps = [int(m.group(1)) for name in names
+              if (m := re.match(r"events\.out\.tfevents\.(\d+)\.", name))]
+    latest = max(stamps, default=-1)
+    now = time.time()
+    if now + max_skew_s > latest >= int(now):
+        time.sleep(latest + 1 - now)
 
 
 def _step(step, name: str) -> int:

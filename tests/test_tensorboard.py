@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.summary.writer import event_file_writer
 
 from safjax.tensorboard import SummaryWriter
 
@@ -46,6 +47,20 @@ def test_a_resumed_run_replaces_the_steps_it_rewrites(tmp_path):
         for step in range(3, 6):
             resumed.scalar("loss", 10.0 * step, step)
     assert _read(tmp_path) == {"loss": [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0), (5, 50.0)]}
+
+
+def test_a_resume_in_the_same_second_is_read_after_the_killed_run(tmp_path, monkeypatch):
+    # TensorBoard orders event files by name: <second>.<host>.<pid>.<counter>, compared as text.
+    # Counter 9 then 10 in one second sorted the resumed file first and lost steps 1-2 (seen in CI).
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    with SummaryWriter(str(tmp_path)) as killed:
+        killed.scalars({"loss": 1.0}, 1)
+        killed.scalars({"loss": 2.0}, 2)
+    with SummaryWriter(str(tmp_path), purge_step=2) as resumed:
+        resumed.scalar("loss", 20.0, 2)
+    assert _read(tmp_path) == {"loss": [(1, 1.0), (2, 20.0)]}
+    first, second = sorted(p.name for p in tmp_path.iterdir())
+    assert first.endswith(".9") and second.endswith(".10")
 
 
 @pytest.mark.parametrize("tag,step,match", [
