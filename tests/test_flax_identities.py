@@ -33,7 +33,7 @@ from flax import nnx
 import safjax
 from safjax import nn, simulate
 from safjax.engine import flax_model
-from safjax.methods import bptt, ottt_o, saf, saf_e, saf_f, sltt, spike_rep
+from safjax.methods import bptt, online, ottt, ottt_o, saf, saf_e, saf_f, sltt, spike_rep
 
 F64 = jnp.float64
 LEAK, THRESHOLD = 0.8, 0.7  # V_th ≠ 1 separates SR's 1/V_th convention from the paper's (§4.4)
@@ -318,7 +318,14 @@ def method_results(model, params, inputs, labels, as_dict):
         bptt=grads(bptt), sltt=grads(sltt), spike_rep=grads(spike_rep), saf_f=grads(saf_f),
         saf_e_steps=as_dict(saf_e.step_gradients(model, params, inputs, labels, config)),
         ottt_o_steps=as_dict(ottt_o.step_gradients(model, params, inputs, labels, config)),
+        ottt_authors_steps=as_dict(AUTHORS_STEP_GRADIENTS(model, params, inputs, labels, config)),
     )
+
+
+# OTTT's per-step gradients in its authors' convention (docs/methods.md §3.4): compared between the
+# Flax model and the Sequential (test_flax_model_equals_sequential_every_method), it checks that the
+# authors' δ for biases reaches the bias leaves of an nnx.State too (their paths end in ".value").
+AUTHORS_STEP_GRADIENTS = online.make_step_gradients(ottt.step_loss_maker("authors"), ottt.init_state, "ottt_o")
 
 
 def saf_run(model, params, inputs):

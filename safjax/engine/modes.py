@@ -13,7 +13,10 @@ Signals and currents of a model whose operators weight their biases by ``context
 (`safjax.Network`) are the raw ones; a model that does not (any Flax model) is fed *normalised*
 signals — every signal divided by ``context.signal_scale`` = c_t — so that each affine operator
 f(x) = W x + b gives f(â/c_t) = (W â + c_t b)/c_t = Û/c_t with one evaluation (§10.3): the cell
-multiplies its current back by c_t and divides what it passes on by c_t.
+multiplies its current back by c_t and divides what it passes on by c_t. Such a cell also keeps
+its trace normalised, â[t]/c_t: the state it carries and the signal it passes on are one array,
+which the next operator's weight gradient reads — one buffer per cell, as in a `safjax.Network`,
+not a raw trace and its normalised copy (docs/benchmarks.md (i)).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Context(NamedTuple):
       c: [] c_t = Σ_{k<t} λ^k (1 in the spiking mode).
       bias_scale: what a bias-scaling front-end multiplies its biases by (c_t or 1).
       signal_scale: what signals are divided by (c_t for a normalised model, else 1).
+      previous_signal_scale: the same at t − 1 (c_{t−1}; the scale the carried traces are in).
       final: SAF-F's final step (the rate path, docs/methods.md §4.4).
       value_currents: OTTT's trace pass: each cell's current of the value pass, in cell order.
     """
@@ -44,6 +48,7 @@ class Context(NamedTuple):
     c: Any = 1.0
     bias_scale: Any = 1.0
     signal_scale: Any = 1.0
+    previous_signal_scale: Any = 1.0
     final: bool = False
     value_currents: tuple = ()
 
@@ -113,7 +118,8 @@ saf_spike.defvjp(_spike_fwd, _spike_bwd)
 
 @dataclasses.dataclass(frozen=True)
 class Accumulating(Mode):
-    """SAF (docs/methods.md §4): state = â[t−1] (detached), signal = â[t] (normalised: â[t]/c_t).
+    """SAF (docs/methods.md §4): state = â[t−1] (detached), signal = â[t]; both normalised in a
+    normalised model (â[t−1]/c_{t−1} and â[t]/c_t: the new state is the signal, detached).
 
         Û[t] = current · signal_scale,   s[t] = H(Û[t] − V_th (λ â[t−1] + 1)),   â[t] = λ â[t−1] + s[t]
 
@@ -126,23 +132,29 @@ class Accumulating(Mode):
 
     def step(self, neuron, state, current, context, index):
         potential = current * context.signal_scale
-        previous = sg(state)
+        previous = sg(state) * context.previous_signal_scale
         z = potential - neuron.threshold * (neuron.leak * previous + 1.0)
         s = neuron.surrogate(z) if context.final else saf_spike(neuron.surrogate, z)
         trace = neuron.leak * previous + s
         if context.final:  # this step's gradient takes the rate path, the surrogate's is discarded
             rate_path = rate_map.band_clip(potential / neuron.threshold, context.c)
             trace = rate_path + sg(trace - rate_path)
-        return sg(trace), trace / context.signal_scale, sg(s)
+        signal = trace / context.signal_scale
+        return sg(signal), signal, sg(s)
 
     def previous(self, neuron, state, context):
-        return state / context.signal_scale
+        return _rescaled(state, context)
+
+
+def _rescaled(carried: Array, context: Context) -> Array:
+    """A trace carried from t − 1 (in its scale, c_{t−1}) in this step's scale c_t."""
+    return carried * context.previous_signal_scale / context.signal_scale
 
 
 @dataclasses.dataclass(frozen=True)
 class Trace(Mode):
     """OTTT's gradient pass (docs/methods.md §3): state = (neuron state, â[t−1]), signal = â[t]
-    (normalised: â[t]/c_t). The cell's current takes its value from the value pass (spikes, bias
+    (both normalised in a normalised model, as in `Accumulating`). The cell's current takes its value from the value pass (spikes, bias
     weight 1: ``context.value_currents``) and its gradient from this pass (traces, bias weight c_t):
 
         I = I_trace + sg(I_value − I_trace),   (state, s) = neuron.step(sg(state), I),   â = λ sg(â[t−1]) + s
@@ -156,11 +168,12 @@ class Trace(Mode):
         current = current * context.signal_scale
         dual = current + sg(context.value_currents[index] - current)
         neuron_state, s = neuron.step(neuron_state, dual, stop_state_gradient=True)
-        trace = neuron.leak * sg(previous) + s
-        return (neuron_state, sg(trace)), trace / context.signal_scale, sg(s)
+        trace = neuron.leak * sg(previous) * context.previous_signal_scale + s
+        signal = trace / context.signal_scale
+        return (neuron_state, sg(signal)), signal, sg(s)
 
     def previous(self, neuron, state, context):
-        return state[1] / context.signal_scale
+        return _rescaled(state[1], context)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,11 +61,22 @@ def final_model_state(model, state: tuple):
     return state[-1].stats if carries_state(model) else None
 
 
-def _accumulation_context(model, c, **kwargs) -> modes.Context:
+def trace_scale(model, c):
+    """What a trace carried in SAF's or OTTT's state is divided by: c (c_{t−1} in a state at
+    t − 1) in a model fed normalised signals (`modes`), 1 in a bias-scaling one."""
+    return 1.0 if model.scales_bias else c
+
+
+def _accumulation_context(model, c, previous_c, **kwargs) -> modes.Context:
     """c_t as the bias weight of a bias-scaling model, or as the signal scale of any other."""
     if model.scales_bias:
         return modes.Context(c=c, bias_scale=c, **kwargs)
-    return modes.Context(c=c, signal_scale=c, **kwargs)
+    return modes.Context(c=c, signal_scale=c, previous_signal_scale=previous_c, **kwargs)
+
+
+def _input_signal(leak: float, carried: Array, x_t: Array, context: modes.Context) -> Array:
+    """â^0[t] = λ â^0[t−1] + x[t], in the scale of this step's signals (and of the next state)."""
+    return (leak * carried * context.previous_signal_scale + x_t) / context.signal_scale
 
 
 # The spiking network (docs/methods.md §1).
@@ -100,7 +111,8 @@ def run(model, params, inputs: Array, unroll: int | bool = 1):
 # SAF (docs/methods.md §4).
 
 class SAFState(NamedTuple):
-    traces: tuple  # (â^0, â^1, ..., â^N) at t − 1, [B, *shape]: the input's, then every cell's
+    traces: tuple  # (â^0, â^1, ..., â^N) at t − 1, [B, *shape]: the input's, then every cell's;
+    #                divided by c_{t−1} in a normalised model (`trace_scale`)
     readout: Array  # [B, C] Û^o[t − 1]
     c: Array  # [] c_{t−1}
 
@@ -119,12 +131,12 @@ def saf_step(model, leak: float, params, state: SAFState, x_t: Array, final: boo
 
     ``final=True`` gives SAF-F's pseudo-derivative at this step (docs/methods.md §4.4)."""
     c = leak * state.c + 1.0
-    context = _accumulation_context(model, c, final=final)
-    input_trace = leak * state.traces[0] + x_t
+    context = _accumulation_context(model, c, state.c, final=final)
+    input_signal = _input_signal(leak, state.traces[0], x_t, context)
     output, cells, spikes, _, _ = run_step(model, params, modes.Accumulating(), state.traces[1:],
-                                        input_trace / context.signal_scale, context)
+                                        input_signal, context)
     potential_out = output * context.signal_scale
-    new_state = SAFState((sg(input_trace),) + cells, sg(potential_out), c)
+    new_state = SAFState((sg(input_signal),) + cells, sg(potential_out), c)
     return new_state, (potential_out - leak * sg(state.readout), potential_out, spikes)
 
 
@@ -132,7 +144,7 @@ def saf_step(model, leak: float, params, state: SAFState, x_t: Array, final: boo
 
 class OTTTState(NamedTuple):
     neurons: tuple  # every cell's neuron state at t − 1
-    traces: tuple  # (â^0, â^1, ..., â^N) at t − 1, [B, *shape]
+    traces: tuple  # (â^0, â^1, ..., â^N) at t − 1, [B, *shape] (in `trace_scale`, as SAF's)
     c: Array  # [] c_{t−1}
 
 
@@ -154,14 +166,13 @@ def ottt_step(model, leak: float, params, state: OTTTState, x_t: Array):
     c = leak * state.c + 1.0
     value_out, _, _, value_currents, _ = run_step(
         model, sg(params), modes.Spiking(stop_state_gradient=True), state.neurons, x_t, modes.Context())
-    context = _accumulation_context(model, c, value_currents=value_currents)
-    input_trace = leak * state.traces[0] + x_t
+    context = _accumulation_context(model, c, state.c, value_currents=value_currents)
+    input_signal = _input_signal(leak, state.traces[0], x_t, context)
     cells = tuple(zip(state.neurons, state.traces[1:]))
-    trace_out, cells, spikes, _, _ = run_step(model, params, modes.Trace(), cells,
-                                           input_trace / context.signal_scale, context)
+    trace_out, cells, spikes, _, _ = run_step(model, params, modes.Trace(), cells, input_signal, context)
     output = _dual(value_out, trace_out * context.signal_scale)
     neurons, traces = zip(*cells) if cells else ((), ())
-    return OTTTState(tuple(neurons), (sg(input_trace),) + tuple(traces), c), (output, spikes)
+    return OTTTState(tuple(neurons), (sg(input_signal),) + tuple(traces), c), (output, spikes)
 
 
 # Spike representation (docs/methods.md §6).

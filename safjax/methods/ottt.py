@@ -103,23 +103,27 @@ def make_authors_step_loss(
     """
     leak = validate(net, method)
     step_loss = make_step_loss(net, config, num_steps, method)
+    model = engine.as_step_model(net)
 
     def authors_step_loss(params, state: OTTTState, x_t: Array, labels: Array):
         c = leak * state.c + 1.0
-        input_trace = leak * state.traces[0] + x_t
+        input_trace = leak * state.traces[0] * steps.trace_scale(model, state.c) + x_t
         memoryless = state._replace(traces=(jnp.zeros_like(state.traces[0]),) + tuple(state.traces[1:]))
         loss, (new_state, output, rates) = step_loss(_bias_gradient_scaled(params, 1.0 / c), memoryless, x_t, labels)
-        new_state = new_state._replace(traces=(sg(input_trace),) + tuple(new_state.traces[1:]))
+        carried = sg(input_trace) / steps.trace_scale(model, c)
+        new_state = new_state._replace(traces=(carried,) + tuple(new_state.traces[1:]))
         return loss, (new_state, output, rates)
 
     return authors_step_loss
 
 
 def _bias_gradient_scaled(params, scale):
-    """``params`` with every leaf named ``bias`` unchanged in value, its gradient multiplied by ``scale``."""
+    """``params`` (a Network's dict or an ``nnx.State``) with every leaf named ``bias`` unchanged in value, its gradient multiplied by ``scale``."""
 
     def scaled(path, leaf):
-        name = getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
-        return sg(leaf) + (leaf - sg(leaf)) * scale if name == "bias" else leaf
+        names = [getattr(entry, "key", getattr(entry, "name", None)) for entry in path]
+        if names and names[-1] == "value":  # an nnx.State leaf: the Variable's name comes before
+            names = names[:-1]
+        return sg(leaf) + (leaf - sg(leaf)) * scale if names and names[-1] == "bias" else leaf
 
     return jax.tree_util.tree_map_with_path(scaled, params)
