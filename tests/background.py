@@ -36,6 +36,17 @@ class Run:
             self.process.communicate()
 
 
+def selected_values(request, test_name: str, argname: str) -> set:
+    """The values of parameter ``argname`` among the selected tests ``test_name`` of ``request``'s
+    module that run in this process (empty where `selected` cannot tell: see there)."""
+    if not selected(request, test_name):
+        return set()
+    return {
+        item.callspec.params[argname] for item in request.session.items
+        if getattr(item, "originalname", item.name) == test_name and item.module is request.module
+    }
+
+
 def selected(request, *test_names) -> bool:
     """Whether any test of ``request``'s module named one of ``test_names`` runs in this process.
 

@@ -217,6 +217,7 @@ def _start_the_binary_first(request):
         request.getfixturevalue("alif_bptt_run")
 
 
+@pytest.mark.slow
 def test_train_binary_trains_alif_with_bptt(alif_bptt_run):
     run, workdir = alif_bptt_run
     result = run.result(timeout=120)

@@ -52,6 +52,7 @@ def test_markdown_table_has_a_row_per_record(records):
     assert all(line.count("|") == table[0].count("|") for line in table)
 
 
+@pytest.mark.slow
 def test_tlbptt_records_carry_costs_and_ratios_to_bptt():
     import reference_nets
 

@@ -70,6 +70,7 @@ def test_flax_vgg11_outputs_equal_the_sequentials(pair):
         assert float(jnp.mean(a != b)) < 1e-3, f"layer {layer}: spikes differ"
 
 
+@pytest.mark.slow
 def test_flax_vgg11_saf_e_gradients_equal_the_sequentials(pair):
     """Under SAF the Flax front-end feeds normalised signals, the Network scales its biases: same gradient."""
     seq, flax, inputs = pair
@@ -101,6 +102,7 @@ def tiny_records():
     return out
 
 
+@pytest.mark.slow
 def test_build_gives_a_flax_step_model(tiny_records):
     net, params = benchmark.build("vgg11_sws_flax", "cifar10", width=0.0625)
     assert isinstance(net, flax_model.FlaxModel)
@@ -108,6 +110,7 @@ def test_build_gives_a_flax_step_model(tiny_records):
     assert isinstance(params, nnx.State)
 
 
+@pytest.mark.slow
 def test_benchmark_measures_the_flax_vgg11_as_the_sequential(tiny_records):
     seq, flax = tiny_records["vgg11_sws"], tiny_records["vgg11_sws_flax"]
     for method in METHODS:
@@ -121,6 +124,7 @@ def test_benchmark_measures_the_flax_vgg11_as_the_sequential(tiny_records):
     assert flax["saf_e"]["temp_bytes_vs_bptt"] == flax["saf_e"]["temp_bytes"] / flax["bptt"]["temp_bytes"]
 
 
+@pytest.mark.slow
 def test_benchmark_cli_runs_the_flax_vgg11(tmp_path):
     output = tmp_path / "records.json"
     result = subprocess.run(

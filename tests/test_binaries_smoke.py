@@ -64,6 +64,7 @@ def test_suite_settings_hold_in_every_worker():
 # ----------------------------------------------------------------------------- benchmarks
 
 
+@pytest.mark.slow
 def test_benchmark(tmp_path):
     results, figure = tmp_path / "b.json", tmp_path / "b.png"
     _ok(_run(tmp_path, "experiments.benchmark", "--model=digits_mlp", "--time_steps=2", "--methods=saf_e,bptt",
@@ -77,6 +78,7 @@ def test_benchmark(tmp_path):
     assert _is_png(figure)
 
 
+@pytest.mark.slow
 def test_report_benchmark(tmp_path):
     """A saved benchmark of the repository (docs/data), re-rendered as docs/benchmarks.md says."""
     results, figure = ROOT / "docs" / "data" / "digits_mlp_cpu.json", tmp_path / "r.png"
@@ -88,6 +90,7 @@ def test_report_benchmark(tmp_path):
     assert _is_png(figure)
 
 
+@pytest.mark.slow
 def test_memory_breakdown(tmp_path):
     dump = tmp_path / "dump"
     out = _ok(_run(tmp_path, "experiments.memory_breakdown", "--model=digits_mlp", "--dataset=digits",
@@ -101,6 +104,7 @@ def test_memory_breakdown(tmp_path):
 # ----------------------------------------------------------------------------- figures and tables
 
 
+@pytest.mark.slow
 def test_plot_digits_events(tmp_path):
     figure = tmp_path / "events.png"
     _ok(_run(tmp_path, "experiments.plot_digits_events", f"--out={figure}", "--digits=0,3"))
@@ -121,6 +125,7 @@ def _sweep_cell(sweep_dir, truncation, block_size, accuracy, temp_bytes):
     (cell / "results.json").write_text(json.dumps(results))
 
 
+@pytest.mark.slow
 def test_tlbptt_table(tmp_path):
     sweep_dir, table, figure = tmp_path / "sweep", tmp_path / "kb.md", tmp_path / "kb.png"
     _sweep_cell(sweep_dir, 2, 1, accuracy=0.9, temp_bytes=1_000_000)  # K = T, B = layers: BPTT
@@ -137,6 +142,7 @@ def test_tlbptt_table(tmp_path):
     assert _is_png(figure)
 
 
+@pytest.mark.slow
 def test_tlbptt_table_refuses_an_empty_sweep_in_one_line(tmp_path):
     run = _run(tmp_path, "experiments.tlbptt_table", f"--sweep_dir={tmp_path}")
     assert run.returncode != 0
@@ -187,6 +193,7 @@ def _peers(tmp_path, *args):
 
 
 @pytest.mark.parametrize("methods", ["saf_e", pytest.param("bptt,ottt_o", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_peers_compare_times_safjax(tmp_path, methods):
     """The safjax workers, which need no PyTorch."""
     records = _peers(tmp_path, "--libraries=safjax", f"--safjax_methods={methods}")

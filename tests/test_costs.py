@@ -11,6 +11,7 @@ from safjax import costs
 from safjax.methods import ottt, saf_e
 
 import reference_nets
+from budget import first_fast
 
 
 def test_counting_helper_on_a_hand_built_program():
@@ -43,7 +44,7 @@ def test_matmul_flops_multiply_scan_bodies_by_their_length():
     assert grad_flops > expected
 
 
-@pytest.mark.parametrize("architecture", reference_nets.ARCHITECTURES)
+@pytest.mark.parametrize("architecture", first_fast(reference_nets.ARCHITECTURES))
 def test_saf_evaluates_each_synaptic_operator_once_and_ottt_twice(architecture):
     net = reference_nets.build(architecture)
     params, inputs, labels = reference_nets.params_and_data(net, 2)
@@ -86,7 +87,7 @@ def test_online_methods_use_memory_flat_in_time(method, architecture):
     assert long <= 1.1 * short, (short, long)
 
 
-@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+@pytest.mark.parametrize("architecture", first_fast(["mlp", "conv"]))
 def test_bptt_memory_grows_with_time(architecture):
     net = reference_nets.build(architecture)
     short, long = _temp_bytes("bptt", net, 4), _temp_bytes("bptt", net, 32)

@@ -35,6 +35,7 @@ def test_a_hard_reset_run_exports_exactly_with_its_costs(hard_run, tmp_path):
     assert any("| readout |" in line for line in lines)  # the per-layer table is printed
 
 
+@pytest.mark.slow
 def test_a_soft_reset_run_is_refused_then_exported_approximately(tmp_path):
     workdir = tmp_path / "soft"
     trainer.train_and_evaluate(ExperimentConfig(method="saf_e", workdir=str(workdir), **SMALL))

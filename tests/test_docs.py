@@ -94,6 +94,7 @@ def _python_blocks(document: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
+@pytest.mark.slow
 def test_the_extension_guide_runs():
     """docs/extending.md's examples — a method, a neuron, a data set, a Flax model — run in order in one
     namespace; their asserts are the guide's claims."""

@@ -14,6 +14,7 @@ from safjax.methods import ottt_o, saf_e
 
 import identity_helpers
 import reference_nets
+from budget import first_fast
 
 RATE = 0.3
 
@@ -73,7 +74,7 @@ def test_dropout_changes_training_forward_not_evaluation():
     assert not np.allclose(dropped, plain)
 
 
-@pytest.mark.parametrize("leak", [0.5, 1.0])
+@pytest.mark.parametrize("leak", first_fast([0.5, 1.0]))
 def test_a_mask_fixed_over_time_keeps_the_accumulation_identity(leak):
     """§5.9: SAF's forward equals the spiking net's, and SAF-E's per-step gradients OTTT's, with
     the same masks (float64)."""
@@ -137,6 +138,7 @@ def test_models_insert_dropout_after_every_neuron_only_when_asked():
         models.digits_mlp(nnx.Rngs(0), dropout=1.0)
 
 
+@pytest.mark.slow
 def test_trainer_trains_with_dropout_and_the_dvs_preset_sets_it(tmp_path):
     from experiments import presets
     from safjax import trainer

@@ -15,6 +15,7 @@ from flax import nnx
 import safjax
 from safjax import nn
 from safjax.datasets import load_digits
+from budget import first_fast
 
 ALL_METHODS = ["saf_e", "saf_f", "ottt_a", "ottt_o", "spike_rep", "bptt", "tbptt", "sltt", "sltt_k"]
 ONLINE = ["saf_e", "saf_f", "ottt_a", "ottt_o", "spike_rep"]
@@ -89,7 +90,7 @@ def _one_step(method, model, key=None):
     return params, step(params, optimizer.init(params), inputs, labels, key)
 
 
-@pytest.mark.parametrize("method", ALL_METHODS)
+@pytest.mark.parametrize("method", first_fast(ALL_METHODS))
 def test_every_method_trains_a_plain_flax_model(method):
     model = MLP(nnx.Rngs(0))
     params, (new_params, _, metrics) = _one_step(method, model, jax.random.key(1))
@@ -113,6 +114,7 @@ def test_max_pooling_is_refused_by_the_online_methods_and_average_pooling_is_not
         _one_step(method, model)
 
 
+@pytest.mark.slow
 def test_bptt_and_sltt_accept_max_pooling_and_products():
     for method in ("bptt", "sltt"):
         _one_step(method, Pooled(nnx.Rngs(0), nnx.max_pool))
@@ -217,6 +219,7 @@ def test_a_cell_steps_by_hand_like_a_flax_layer_and_matches_the_engine():
     np.testing.assert_allclose(model(inputs[0]), engine_outputs[0], atol=1e-6)  # starts from zero again
 
 
+@pytest.mark.slow
 def test_flax_dropout_draws_one_mask_per_minibatch_held_over_time():
     """nnx.Dropout under the engine: one mask per minibatch key, held over T and shared by OTTT's two
     passes — else SAF-E's accumulations would not match OTTT's traces step by step (docs/methods.md §1.7,
@@ -249,7 +252,7 @@ def test_flax_dropout_draws_one_mask_per_minibatch_held_over_time():
     assert 0 < dropped[0].sum() < 32 and not np.array_equal(*dropped)
 
 
-@pytest.mark.parametrize("method", ["saf_e", "bptt"])
+@pytest.mark.parametrize("method", first_fast(["saf_e", "bptt"]))
 def test_a_plain_flax_model_learns_digits(method):
     _learns(method)
 
@@ -284,6 +287,7 @@ def _learns(method, epochs=4, batch=64, time_steps=4):
     assert accuracy > 0.85, f"{method}: test accuracy {accuracy:.3f} after {epochs} epochs"
 
 
+@pytest.mark.slow
 def test_nnx_conv_takes_the_fast_cpu_weight_gradient_with_unchanged_values(monkeypatch):
     """On XLA:CPU an nnx.Conv inside the time loop gets safjax.conv's canonical weight gradient (≈ 50× faster
     there); the gradient is the plain convolution's."""
@@ -349,6 +353,7 @@ class _HandWrittenStepModel:
         pass
 
 
+@pytest.mark.slow
 def test_a_step_model_written_without_flax_trains_with_saf_and_equals_the_same_flax_model():
     from safjax.engine import flax_model
     from safjax.methods import saf_e

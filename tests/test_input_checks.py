@@ -18,6 +18,7 @@ from safjax import datasets, models, network, nn, parallel, simulate
 from safjax.experiment_config import ExperimentConfig, from_flags
 
 import reference_nets
+from budget import first_fast
 
 LABELS = jnp.array([0, 1, 2])
 
@@ -186,7 +187,7 @@ def test_dropout_module_follows_train_and_eval():
 
 # 7. Widths, SLTT-K's K and TL-BPTT's block size.
 
-@pytest.mark.parametrize("maker", STEP_MAKERS)
+@pytest.mark.parametrize("maker", first_fast(list(STEP_MAKERS)))
 def test_narrow_layers_are_warned_about(maker):
     narrow = models.digits_mlp(nnx.Rngs(0), width=0.001).network  # 256 hidden neurons × 0.001 → 1
     assert narrow.layer_shapes == ((1,),)
@@ -213,7 +214,7 @@ def test_sltt_k_refuses_more_backprop_steps_than_time_steps():
     ExperimentConfig(method="sltt_k", time_steps=5, method_settings={"backprop_steps": 5}).validate()
 
 
-@pytest.mark.parametrize("maker", STEP_MAKERS)
+@pytest.mark.parametrize("maker", first_fast(list(STEP_MAKERS)))
 def test_tbptt_refuses_blocks_larger_than_the_network(maker):
     net = _mlp_model().network  # two spiking layers
     with pytest.raises(ValueError, match=r"`block_size` \(--block_size\) = 3 exceeds the network's 2 spiking "
@@ -237,7 +238,7 @@ def test_train_step_refuses_non_float_inputs(dtype):
     _one_line(error)
 
 
-@pytest.mark.parametrize("maker", STEP_MAKERS)
+@pytest.mark.parametrize("maker", first_fast(list(STEP_MAKERS)))
 def test_train_step_refuses_an_opt_state_of_another_optimizer_or_model(maker):
     model = _mlp_model()
     adam = optax.adam(1e-3)
@@ -255,7 +256,7 @@ def test_train_step_refuses_an_opt_state_of_another_optimizer_or_model(maker):
     step(params, adam.init(params), _inputs(), LABELS)
 
 
-@pytest.mark.parametrize("maker", STEP_MAKERS)
+@pytest.mark.parametrize("maker", first_fast(list(STEP_MAKERS)))
 def test_tl_bptt_params_are_explained_and_load_back(maker):
     model = _mlp_model()
     method = safjax.get_method("tbptt", block_size=1)

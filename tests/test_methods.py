@@ -14,6 +14,7 @@ from safjax import ops
 
 import identity_helpers as helpers
 import reference_nets
+from budget import first_fast
 
 METHOD_NAMES = list(safjax.METHODS)
 
@@ -54,10 +55,8 @@ def test_tbptt_updates_per_minibatch(settings, time_steps, updates):
 
 
 # Every method compiles once and learns on the mlp in the default run; on the conv net, BPTT (the
-# spike path) and SAF-E (the trace path) do. Every method also takes a training step on a conv
-# model in test_nn.test_one_model_trains_with_every_method (and the trace methods, BPTT and TBPTT
-# run the conv net in the identity tests), so the other seven conv cases repeat covered paths and
-# run in the slow suite.
+# spike path) and SAF-E (the trace path) do; the other seven conv cases repeat covered paths and run
+# in the slow suite (with every method's step on test_nn's conv model).
 _DEFAULT_CONV = ("bptt", "saf_e")
 
 
@@ -157,7 +156,7 @@ def _one_step(method, config, architecture, num_steps, settings):
     return params, step(params, optimizer.init(params), inputs, labels)
 
 
-@pytest.mark.parametrize("method", ["bptt", "saf_e", "ottt_o", "saf_f"])
+@pytest.mark.parametrize("method", first_fast(["bptt", "saf_e", "ottt_o", "saf_f"]))
 def test_unrolled_time_loop_equals_scan(method):
     _, (p_scan, _, m_scan) = _params_after_one_step(method, safjax.TrainConfig())
     _, (p_unrolled, _, m_unrolled) = _params_after_one_step(method, safjax.TrainConfig(unroll=True))
@@ -165,7 +164,7 @@ def test_unrolled_time_loop_equals_scan(method):
     np.testing.assert_allclose(m_scan.loss, m_unrolled.loss, rtol=1e-12)
 
 
-@pytest.mark.parametrize("num_steps", [5, 9])  # prime: per-step chunks; 9: three chunks of 3
+@pytest.mark.parametrize("num_steps", first_fast([5, 9]))  # prime: per-step chunks; 9: three chunks of 3
 def test_bptt_rematerialisation_gives_the_same_update(num_steps):
     _, (p_plain, _, m_plain) = _params_after_one_step("bptt", safjax.TrainConfig(), num_steps=num_steps)
     _, (p_remat, _, m_remat) = _params_after_one_step(
@@ -180,7 +179,7 @@ def test_remat_chunk_is_a_divisor_near_the_square_root(num_steps, chunk):
     assert safjax.methods.bptt.remat_chunk(num_steps) == chunk
 
 
-@pytest.mark.parametrize("truncation", [1, 2, 3])
+@pytest.mark.parametrize("truncation", first_fast([2, 1, 3]))
 def test_truncated_windows_change_the_update_and_handle_remainders(truncation):
     params, (p_bptt, _, m_bptt) = _params_after_one_step("bptt", safjax.TrainConfig(), "mlp")
     _, (p_tbptt, _, m_tbptt) = _params_after_one_step(

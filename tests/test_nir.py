@@ -13,6 +13,7 @@ import nir  # noqa: E402
 import safjax  # noqa: E402
 from safjax import nir as nir_lib  # noqa: E402
 from safjax import ops, simulate  # noqa: E402
+from budget import first_fast
 
 
 def _layer(paths, neuron):
@@ -45,7 +46,7 @@ def _round_trip(net, params, tmp_path, **kwargs):
     return exported, nir_lib.to_network(nir_lib.read(path))
 
 
-@pytest.mark.parametrize("fold_scales", [True, False])
+@pytest.mark.parametrize("fold_scales", first_fast([True, False]))
 def test_hard_reset_conv_net_round_trips_with_identical_spikes(fold_scales, tmp_path):
     net = _conv_net()
     params, inputs = _data(net)
@@ -64,7 +65,7 @@ def test_hard_reset_conv_net_round_trips_with_identical_spikes(fold_scales, tmp_
     assert exported.node_count == len(exported.graph.nodes)
 
 
-@pytest.mark.parametrize("fold_scales", [True, False])
+@pytest.mark.parametrize("fold_scales", first_fast([True, False]))
 def test_a_global_average_pool_readout_round_trips(fold_scales, tmp_path):
     """VGG-11's readout (×2.74, global average pool, dense): SumPool2d over the whole map + Flatten
     with 1/(H·W) folded into the dense weights, or AvgPool2d + Flatten unfolded."""

@@ -40,7 +40,8 @@ def _train(method, mesh, steps=3):
 # (BPTT); OTTT_A (accumulates inside the loop, one update) and SAF-F take the same two code paths
 # of `parallel` and run in the slow suite.
 @pytest.mark.parametrize("method", [
-    "saf_e", pytest.param("ottt_a", marks=pytest.mark.slow), pytest.param("saf_f", marks=pytest.mark.slow), "bptt",
+    "saf_e", pytest.param("ottt_a", marks=pytest.mark.slow), pytest.param("saf_f", marks=pytest.mark.slow),
+    pytest.param("bptt", marks=pytest.mark.slow),
 ])
 def test_four_devices_match_one_device(method):
     p1, l1 = _train(method, parallel.make_mesh(1))

@@ -39,7 +39,7 @@ def test_spikes_are_exact_and_only_the_weights_are_rounded(op):
 
 
 @pytest.mark.parametrize("method", [  # SAF and BPTT by default; the others in the slow run
-    "saf_e", "bptt", pytest.param("ottt_a", marks=pytest.mark.slow), pytest.param("saf_f", marks=pytest.mark.slow),
+    "saf_e", pytest.param("bptt", marks=pytest.mark.slow), pytest.param("ottt_a", marks=pytest.mark.slow), pytest.param("saf_f", marks=pytest.mark.slow),
     pytest.param("sltt", marks=pytest.mark.slow)])
 def test_every_method_trains_in_bf16_with_f32_state(method):
     net = reference_nets.build("conv")

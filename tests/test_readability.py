@@ -76,6 +76,7 @@ def test_export_says_how_far_the_run_got():
     assert finished.endswith("checkpoint at minibatch 48 of 48") and "seed 0, lr 0.001" in finished
 
 
+@pytest.mark.slow
 def test_export_names_the_method_that_trained_the_run(tmp_path):
     pytest.importorskip("nir")
     workdir = tmp_path / "run"
@@ -88,6 +89,7 @@ def test_export_names_the_method_that_trained_the_run(tmp_path):
     assert report["training_mode_accuracy"] == report["lif_accuracy"]  # BPTT trains the spiking net itself
 
 
+@pytest.mark.slow
 def test_sweep_prints_no_jax_backend_probe(tmp_path):
     run = subprocess.run([sys.executable, "-m", "experiments.sweep", "--grid=time_steps=0",
                           f"--workdir={tmp_path / 'sweep'}"], capture_output=True, text=True, timeout=300)

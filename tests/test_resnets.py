@@ -17,6 +17,7 @@ import safjax
 from safjax import models
 from safjax.datasets import tfds_images
 from safjax.engine import flax_model
+from budget import first_fast
 
 FAST_METHODS = ["saf_e", "ottt_o", "bptt", "sltt"]
 # With their default settings tbptt is bptt and sltt_k is sltt (same updates, same learning run), so the
@@ -41,7 +42,7 @@ def _cifar_like(key, time_steps, batch):
     return jnp.broadcast_to(images, (time_steps,) + images.shape).astype(jnp.float32)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+@pytest.mark.parametrize("name", first_fast(["resnet18", "resnet34"]))
 @pytest.mark.parametrize("norm", ["sws", "batchnorm"])
 def test_parameter_counts_match_the_published_cifar_resnets(name, norm):
     assert _num_params(models.MODELS[name](nnx.Rngs(0), norm=norm)) == PUBLISHED_PARAMS[name]
@@ -51,6 +52,7 @@ def test_parameter_counts_match_the_published_cifar_resnets(name, norm):
     ("cifar", (32, 32, 3), (32, 32, 16), 32),
     ("imagenet", (64, 64, 2), (32, 32, 16), 16),  # 7×7 stride 2, a cell, then the 2×2 average pool
 ])
+@pytest.mark.slow
 def test_shapes_of_cells_and_output(stem, input_shape, first, stage1):
     model = models.resnet18(nnx.Rngs(0), num_classes=7, input_shape=input_shape, width=0.25, stem=stem)
     shaped = flax_model.FlaxModel(model).with_input(input_shape, jnp.float32)
@@ -95,6 +97,7 @@ def test_strided_conv_is_the_stride_2_conv_padded_by_half_the_kernel(kernel_size
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34"])
+@pytest.mark.slow
 def test_every_cell_fires_at_init(name):
     """At init, on CIFAR-like inputs (T = 4), every cell fires at a reasonable rate: the NF-ResNet scaling
     (scaled-WS convs, ×2.74 after each cell, residual branch ×0.2) keeps signals alive at depth without
@@ -107,6 +110,7 @@ def test_every_cell_fires_at_init(name):
     assert max(rates.values()) < 0.5, rates  # flat with depth, not climbing block after block
 
 
+@pytest.mark.slow
 def test_the_batchnorm_form_steps_by_hand_trains_with_sltt_and_is_refused_by_saf_in_one_line():
     model = models.resnet18(nnx.Rngs(0), width=0.0625, norm="batchnorm")
     inputs = _cifar_like(jax.random.key(1), 2, 4)
@@ -148,6 +152,7 @@ def _one_step(method, model=None, **settings):
 
 
 @pytest.mark.parametrize("method", FAST_METHODS)
+@pytest.mark.slow
 def test_every_method_takes_a_step_on_the_sws_resnet18(method):
     _one_step(method)
 

@@ -45,6 +45,7 @@ def _same_results(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_results(tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     # The uninterrupted reference run goes on alongside the killed and the resumed run (each is

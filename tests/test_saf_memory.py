@@ -31,6 +31,7 @@ import safjax
 from safjax import costs, models
 from safjax.engine import modes
 from safjax.methods import ottt_o, saf, saf_e
+from budget import first_fast
 
 SHAPE = (32, 32, 3)  # CIFAR-10
 
@@ -56,10 +57,10 @@ def _temp_bytes(train_step, net, params, num_steps, batch):
     return costs.compiled_memory(step, params, optimizer.init(params), inputs, labels)["temp_bytes"]
 
 
-@pytest.mark.parametrize("batch,bound,stands_for", [
+@pytest.mark.parametrize("batch,bound,stands_for", first_fast([
     (2, 0.81, "batch 8 on the CPU: 0.794 (0.827 before)"),
     (32, 0.68, "batch 128: 0.637 on the CPU (0.815 before)"),
-])
+]))
 def test_saf_e_temp_memory_is_a_fraction_of_ottt_o(batch, bound, stands_for):
     net, params = _vgg(0.25)
     saf_bytes = _temp_bytes(saf_e.train_step, net, params, 2, batch)
@@ -68,6 +69,7 @@ def test_saf_e_temp_memory_is_a_fraction_of_ottt_o(batch, bound, stands_for):
     assert ratio <= bound, f"SAF-E / OTTT_O temp = {saf_bytes} / {ottt_bytes} = {ratio:.3f} > {bound} (full VGG-11, {stands_for})"
 
 
+@pytest.mark.slow
 def test_the_stored_surrogate_derivative_leaves_gradients_and_updates_bit_identical(monkeypatch):
     """float32, exact equality: per-step gradients and a whole SAF-E minibatch (T updates), with
     `saf._spike` (h(z) computed in the forward pass) and with the plain surrogate spike."""

@@ -21,6 +21,7 @@ from safjax.methods import bptt, online, ottt, sltt
 import identity_helpers as helpers
 import independent_refs
 import reference_nets
+from budget import first_fast
 
 ALPHA = 4.0  # the default sigmoid surrogate (docs/methods.md §1.3)
 GAMMA = 0.05  # TrainConfig's default mse_weight
@@ -107,9 +108,9 @@ def _setup(architecture, num_steps, leak=0.5, reset="soft"):
 # --- §5.7: SLTT is BPTT with the temporal paths detached ---
 
 
-@pytest.mark.parametrize("architecture,leak,reset", [
+@pytest.mark.parametrize("architecture,leak,reset", first_fast([
     ("mlp", 0.5, "soft"), ("skip", 0.9, "soft"), ("feedback", 0.9, "hard"),
-])
+]))
 def test_sltt_equals_bptt_with_temporal_paths_detached(architecture, leak, reset):
     net, params, inputs, labels = _setup(architecture, 4, leak, reset)
     (loss, (_, rates)), grads = jax.jit(sltt.loss_and_grads, static_argnums=(0, 4))(net, params, inputs, labels,
@@ -220,6 +221,7 @@ def _temp_bytes(method, net, num_steps):
                                  compiler_options=FAST_COMPILE)["temp_bytes"]
 
 
+@pytest.mark.slow
 def test_sltt_memory_is_flat_in_time_and_bptt_grows():
     net = reference_nets.build("mlp")
     for method in (sltt.sltt(), sltt.sltt_k(2)):

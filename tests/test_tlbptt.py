@@ -19,6 +19,7 @@ from safjax.methods import bptt, tbptt
 
 import identity_helpers as helpers
 import reference_nets
+from budget import first_fast
 
 NUM_STEPS = 4
 # The tests compile many small programs on a shared CPU: skipping LLVM's optimisations halves the
@@ -201,6 +202,7 @@ def test_no_gradient_crosses_a_block_boundary(architecture, block_size):
     assert all(float(jnp.max(jnp.abs(g))) > 0.0 for g in jax.tree_util.tree_leaves(grads["aux"]))
 
 
+@pytest.mark.slow
 def test_readout_gradient_equals_training_the_last_block_alone():
     """mlp, B = 1: the last block (layer 2 + readout) trained by truncated BPTT as a network of its
     own, on layer 1's recorded spikes as a constant input, gets the same gradient."""
@@ -227,7 +229,8 @@ def test_readout_gradient_equals_training_the_last_block_alone():
 # --- no gradient crosses a window boundary -------------------------------------------------------
 
 
-@pytest.mark.parametrize("block_size", [1, pytest.param(None, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("block_size", [1, None])
 def test_window_boundary_state_carries_no_gradient(block_size):
     net, params, full, inputs, labels = _setup("mlp", 0.9, block_size=block_size)
     config = tbptt.TBPTTConfig(truncation=2, block_size=block_size)
@@ -306,6 +309,7 @@ def test_compiled_memory_falls_with_truncation(block_size):
     assert temp[-1] < 0.6 * temp[0], temp
 
 
+@pytest.mark.slow
 def test_compiled_memory_falls_with_block_size():
     net = _wide_net()
     temp = [_train_step_temp_bytes(net, tbptt.TBPTTConfig(block_size=b)) for b in (4, 2, 1)]
@@ -442,7 +446,7 @@ def test_analytic_costs_by_hand():
     }
 
 
-@pytest.mark.parametrize("architecture", reference_nets.ARCHITECTURES)
+@pytest.mark.parametrize("architecture", first_fast(reference_nets.ARCHITECTURES))
 @pytest.mark.parametrize("window_mode", ["update", "accumulate"])
 def test_analytic_costs_of_bptt_settings_are_bptt(architecture, window_mode):
     net = reference_nets.build(architecture)

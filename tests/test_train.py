@@ -11,6 +11,7 @@ from safjax import trainer
 from safjax.experiment_config import ExperimentConfig
 
 import background
+from budget import first_fast
 
 
 def test_short_saf_e_run_learns_digits_and_writes_its_outputs(tmp_path):
@@ -39,6 +40,7 @@ def _loss_history(method, time_steps, learning_rate, seed=0):
     return np.array(trainer.train_and_evaluate(config)["train_loss_history"])
 
 
+@pytest.mark.slow
 def test_saf_e_and_ottt_o_give_the_same_loss_history():
     """Theorem 1 end to end. At T = 1 both make the same single update per minibatch, so the
     histories agree to float32 rounding. For T > 1 the per-step gradients are identical
@@ -63,7 +65,7 @@ def mocked_cifar10(monkeypatch, tmp_path):
 @pytest.mark.parametrize("method", [
     "saf_e", pytest.param("saf_f", marks=pytest.mark.slow), pytest.param("ottt_a", marks=pytest.mark.slow),
     pytest.param("ottt_o", marks=pytest.mark.slow), pytest.param("spike_rep", marks=pytest.mark.slow),
-    "bptt", pytest.param("tbptt", marks=pytest.mark.slow),
+    pytest.param("bptt", marks=pytest.mark.slow), pytest.param("tbptt", marks=pytest.mark.slow),
 ])
 def test_one_epoch_per_method_on_mocked_cifar10(method, mocked_cifar10, tmp_path):
     config = ExperimentConfig(method=method, dataset="cifar10", model="reference_conv", time_steps=2,
@@ -76,25 +78,32 @@ def test_one_epoch_per_method_on_mocked_cifar10(method, mocked_cifar10, tmp_path
     assert np.isfinite(results["train_loss_history"]).all() and 0 <= results["test_accuracy"] <= 1
 
 
-BAD_FLAGS = [
+# The first three in the default run (each is a process of Python and JAX start-up), all with -m slow.
+BAD_FLAGS = first_fast([
     ("--method=sgd", "--method='sgd' is invalid"),
+    ("--truncation=2", "--truncation is a setting of tbptt, not of --method=saf_e (which takes none)"),
+    ("--batch_size=2000", "--batch_size=2000 is invalid: it exceeds the 1437 training examples"),
     ("--time_steps=0", "--time_steps=0 is invalid"),
     ("--leak=1.5", "--leak=1.5 is invalid: expected a number in (0, 1]"),
     ("--neuron=izhikevich", "--neuron='izhikevich' is invalid"),
     ("--dataset=mnist", "--dataset='mnist' is invalid"),
     ("--optimizer=rmsprop", "--optimizer='rmsprop' is invalid"),
-    ("--truncation=2", "--truncation is a setting of tbptt, not of --method=saf_e (which takes none)"),
     ("--method=tbptt --window_mode=sum", "--method=tbptt: `window_mode` must be one of"),
     ("--config=imagenet", "--config='imagenet' is invalid"),
-    ("--batch_size=2000", "--batch_size=2000 is invalid: it exceeds the 1437 training examples"),
-]
+], keep=3)
+
+
+def _bad_flag_run(flag: str) -> background.Run:
+    return background.Run(["-m", "experiments.train", *flag.split()])
 
 
 @pytest.fixture(scope="module")
-def bad_flag_runs():
-    """Every bad-flag run of the binary ({flag: background.Run}), all started together (each is
-    ~1 s of Python start-up on one core, and they are independent)."""
-    runs = {flag: background.Run(["-m", "experiments.train", *flag.split()]) for flag, _ in BAD_FLAGS}
+def bad_flag_runs(request):
+    """The bad-flag runs of the binary ({flag: background.Run}): those of this process's selected
+    tests started together (each is mostly Python start-up on one core, and they are independent),
+    any other when its test asks for it."""
+    runs = {flag: _bad_flag_run(flag) for flag in
+            background.selected_values(request, "test_bad_flags_exit_nonzero_with_one_clear_line", "flag")}
     yield runs
     for run in runs.values():
         run.stop()
@@ -109,6 +118,8 @@ def _start_the_binaries_first(request):
 
 @pytest.mark.parametrize("flag,match", BAD_FLAGS)
 def test_bad_flags_exit_nonzero_with_one_clear_line(flag, match, bad_flag_runs):
+    if flag not in bad_flag_runs:  # not started ahead (another distribution than loadfile)
+        bad_flag_runs[flag] = _bad_flag_run(flag)
     run = bad_flag_runs[flag].result(timeout=300)
     assert run.returncode != 0
     assert match in run.stderr

@@ -26,6 +26,7 @@ from safjax import models, parallel, simulate, step_builder, trainer
 from safjax.checkpoints import Checkpointer
 from safjax.engine.flax_model import FlaxModel
 from safjax.experiment_config import ExperimentConfig
+from budget import first_fast
 
 NAME = "flax_mlp"  # registered by the `registered` fixture
 
@@ -65,7 +66,7 @@ def _leaves(tree):
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
 
 
-@pytest.mark.parametrize("method", ["saf_e", "bptt"])
+@pytest.mark.parametrize("method", first_fast(["saf_e", "bptt"]))
 def test_a_registered_flax_model_trains_to_a_sane_accuracy(registered, method):
     results = trainer.train_and_evaluate(_config(method=method, epochs=2))
     assert results["model"] == NAME and results["epochs_completed"] == 2
@@ -158,6 +159,7 @@ def _final_state(workdir):
         checkpointer.close()
 
 
+@pytest.mark.slow
 def test_a_resumed_flax_run_ends_exactly_like_the_uninterrupted_one(flax_runs, registered, capsys):
     root, config, reference = flax_runs
     resumed = root / "resumed"
@@ -272,6 +274,7 @@ def flax_bn_mlp(rngs, neuron="lif", leak=0.5, threshold=1.0, num_classes=10, inp
     return FlaxBNMLP(rngs, neuron, leak, threshold, num_classes, input_shape, models.scaled(64, width), 0.0, reset)
 
 
+@pytest.mark.slow
 def test_batch_norm_running_statistics_train_checkpoint_and_resume_with_the_run(monkeypatch, tmp_path, capsys):
     """BatchNorm in training mode through the trainer (BPTT): the running statistics travel with the
     optimizer state (parallel.train_state), move away from their initial values, are checkpointed, and
@@ -298,6 +301,7 @@ def test_batch_norm_running_statistics_train_checkpoint_and_resume_with_the_run(
         trainer.train_and_evaluate(dataclasses.replace(config, method="saf_e", workdir=""))
 
 
+@pytest.mark.slow
 def test_data_parallel_running_means_equal_the_single_device_ones(monkeypatch):
     """Each device normalises by its own shard; the running means, averaged over the 4 devices, equal one
     device's (the mean is linear in the batch; the BatchNorm input fc(x) does not depend on spikes)."""

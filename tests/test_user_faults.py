@@ -86,6 +86,7 @@ def test_rerun_of_a_finished_run_leaves_its_results_alone(tmp_path, capsys):
     assert "already holds this finished run" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_binary_refuses_in_one_line_and_restart_is_the_way_out(tmp_path):
     _stored_run(tmp_path, _config(tmp_path))
     run = subprocess.run([sys.executable, "-m", "experiments.train", f"--workdir={tmp_path}", "--method=bptt",
@@ -226,6 +227,7 @@ def test_workdir_that_is_a_file_or_not_writable_is_refused_up_front(tmp_path):
 # The reads still in flight when a restore fails raise "Event loop is closed" from TensorStore's
 # threads, reported through sys.unraisablehook (3 runs in 5 before it was filtered): an error here.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.slow
 def test_unreadable_checkpoints_cost_one_line_each(tmp_path, capfd):
     state = {"w": np.arange(6.0), "b": np.ones(3)}
     checkpointer = Checkpointer(str(tmp_path))

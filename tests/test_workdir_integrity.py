@@ -78,6 +78,7 @@ def _hold_lock(workdir):
     return holder
 
 
+@pytest.mark.slow
 def test_a_second_run_in_a_workdir_in_use_is_refused_and_a_killed_one_leaves_no_lock(tmp_path):
     holder = _hold_lock(tmp_path)
     try:
@@ -93,6 +94,7 @@ def test_a_second_run_in_a_workdir_in_use_is_refused_and_a_killed_one_leaves_no_
     assert os.listdir(tmp_path) == [".lock"]  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_the_lock_is_held_for_the_whole_run_and_released_after(tmp_path, monkeypatch):
     """The lock is a `flock` per open file, so even this process cannot take it twice."""
     seen = []
@@ -225,6 +227,7 @@ def test_ctrl_c_says_where_the_run_resumes_and_a_second_run_is_refused(tmp_path)
     assert f"resumed from {tmp_path / 'checkpoints'}/{saved} (minibatch {saved} of 3200)\n" in lines
 
 
+@pytest.mark.slow
 def test_disk_full_is_one_line_naming_the_workdir(tmp_path):
     """A full disk while writing metrics (an OSError from Python's own write) in the binary."""
     code = ("import errno\nfrom absl import app\nfrom safjax import run_outputs\n"
@@ -238,6 +241,7 @@ def test_disk_full_is_one_line_naming_the_workdir(tmp_path):
         "or copy the workdir to another disk, and rerun the same command to resume from its newest checkpoint.")
 
 
+@pytest.mark.slow
 def test_disk_full_while_checkpointing_is_one_error(tmp_path, monkeypatch):
     """What orbax raises when TensorStore finds the disk full: a ValueError carrying the OS text."""
     def full(self, step, state, metadata):
@@ -281,6 +285,7 @@ def _dead_pid() -> int:
     return process.pid
 
 
+@pytest.mark.slow
 def test_a_cache_writer_killed_mid_write_leaves_nothing_after_the_next_load(tmp_path, monkeypatch, capsys):
     """The writer is killed (os._exit) after writing its temporary file and before renaming it."""
     root, cache = _image_root(tmp_path), tmp_path / "cache"
@@ -366,6 +371,7 @@ def test_a_damaged_tfds_folder_is_one_line_naming_it(tmp_path):
     assert f"delete that folder and rebuild it with `tfds build cifar10 --data_dir={tmp_path} " in message
 
 
+@pytest.mark.slow
 def test_distributed_with_a_peer_that_never_starts_times_out_in_one_line(tmp_path):
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
