@@ -74,11 +74,11 @@ def _temp_bytes(method, net, num_steps):
     return costs.compiled_memory(step, params, optimizer.init(params), inputs, labels)["temp_bytes"]
 
 
-# Flat memory is a property of a method's time loop, checked for every method on the mlp; on the
-# conv net the default run checks SAF-E (and BPTT's growth, below), the other conv cases run in
-# the slow suite.
+# Flat memory is a property of a method's time loop: the default run checks SAF-E (mlp and conv) and
+# OTTT_O (mlp), and BPTT's growth (below); every other method and the conv cases run in the slow suite.
+_DEFAULT_FLAT_CASES = {("mlp", "saf_e"), ("mlp", "ottt_o"), ("conv", "saf_e")}
 @pytest.mark.parametrize("architecture,method", [
-    pytest.param(a, m, id=f"{a}-{m}", marks=pytest.mark.slow if a == "conv" and m != "saf_e" else ())
+    pytest.param(a, m, id=f"{a}-{m}", marks=() if (a, m) in _DEFAULT_FLAT_CASES else pytest.mark.slow)
     for a in ("mlp", "conv") for m in ("ottt_a", "ottt_o", "saf_e", "saf_f", "spike_rep", "tbptt")
 ])
 def test_online_methods_use_memory_flat_in_time(method, architecture):

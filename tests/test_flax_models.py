@@ -103,7 +103,7 @@ def test_every_method_trains_a_plain_flax_model(method):
     assert float(jnp.max(jnp.abs(model.out.kernel.get_value() - new_params["out"]["kernel"].get_value()))) == 0
 
 
-@pytest.mark.parametrize("method", ONLINE)
+@pytest.mark.parametrize("method", first_fast(ONLINE))
 @pytest.mark.parametrize("pool, culprit", [(nnx.max_pool, "the model's output"), (nnx.avg_pool, None)])
 def test_max_pooling_is_refused_by_the_online_methods_and_average_pooling_is_not(method, pool, culprit):
     model = Pooled(nnx.Rngs(0), pool)
@@ -136,7 +136,7 @@ def test_normalisation_that_is_not_frozen_is_refused_when_the_step_is_made(norm,
         safjax.make_train_step("saf_e", model, optax.sgd(0.1))
 
 
-@pytest.mark.parametrize("method", ["bptt", "sltt", "sltt_k", "tbptt"])
+@pytest.mark.parametrize("method", first_fast(["bptt", "sltt", "sltt_k", "tbptt"]))
 def test_batch_norm_running_statistics_are_updated_every_step_and_carried_into_the_model(method):
     """BatchNorm in training mode under BPTT, TBPTT and SLTT: the running mean is an exponential average
     (momentum m = 0.99) over every time step's batch mean, carried from step to step and minibatch to

@@ -26,6 +26,7 @@ from safjax.methods import saf_f, spike_rep
 import identity_helpers
 import independent_refs as refs
 import reference_nets
+from budget import first_fast
 
 assert jax.config.jax_enable_x64, "tests/conftest.py must enable float64"
 
@@ -232,7 +233,7 @@ def _grads_of(method, net, params, inputs, labels, config):
     return float(loss), _to_numpy(grads)
 
 
-@pytest.mark.parametrize("leak", [0.5, 1.0])
+@pytest.mark.parametrize("leak", first_fast([0.5, 1.0]))
 @pytest.mark.parametrize("threshold", [1.0, 0.7])
 def test_spike_rep_and_saf_f_gradients_equal_numpy_rate_backprop(leak, threshold):
     """Guards mutation 4 (SR wrong in a way SAF-F shares or copies: the 1/V_th of the band's

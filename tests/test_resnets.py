@@ -43,7 +43,7 @@ def _cifar_like(key, time_steps, batch):
 
 
 @pytest.mark.parametrize("name", first_fast(["resnet18", "resnet34"]))
-@pytest.mark.parametrize("norm", ["sws", "batchnorm"])
+@pytest.mark.parametrize("norm", first_fast(["sws", "batchnorm"]))
 def test_parameter_counts_match_the_published_cifar_resnets(name, norm):
     assert _num_params(models.MODELS[name](nnx.Rngs(0), norm=norm)) == PUBLISHED_PARAMS[name]
 
