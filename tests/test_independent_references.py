@@ -69,7 +69,7 @@ def _library_membranes(net, params, inputs):
 
 
 @pytest.mark.parametrize("architecture", ["skip", "feedback"])
-@pytest.mark.parametrize("leak,threshold", [(0.5, 1.0), (1.0, 0.7)])
+@pytest.mark.parametrize("leak,threshold", first_fast([(0.5, 1.0), (1.0, 0.7)]))
 def test_forward_matches_numpy_lif_loop(architecture, leak, threshold):
     """Guards mutation 1 (a multi-path layer keeping only its first current, e.g.
     `network.layer_current` returning `currents[0]`, or a feedback path reading step t instead

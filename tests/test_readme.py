@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from budget import first_fast
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
@@ -35,7 +36,7 @@ def test_flax_example_is_short():
     assert len(_flax_example().strip().splitlines()) < 25
 
 
-@pytest.mark.parametrize("method", ["saf_e", "sltt"])
+@pytest.mark.parametrize("method", first_fast(["saf_e", "sltt"]))
 def test_flax_example_runs_as_written(method):
     """The "Bring your own Flax model" block: a plain nnx.Module with nnx.Conv / nnx.Linear and safjax cells."""
     code = _flax_example().replace('"saf_e"', f'"{method}"')
