@@ -90,7 +90,8 @@ def _one_step(method, model, key=None):
     return params, step(params, optimizer.init(params), inputs, labels, key)
 
 
-@pytest.mark.parametrize("method", first_fast(ALL_METHODS))
+@pytest.mark.slow  # the default run trains one with saf_e in test_a_plain_flax_model_learns_digits
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_every_method_trains_a_plain_flax_model(method):
     model = MLP(nnx.Rngs(0))
     params, (new_params, _, metrics) = _one_step(method, model, jax.random.key(1))

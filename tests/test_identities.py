@@ -22,10 +22,10 @@ import reference_nets
 from budget import first_fast
 
 NUM_STEPS = 4
-# The default run covers every architecture once, each leak (0.5, 0.9, 1.0) and both thresholds —
-# four of the 24 combinations; the full product runs in the slow suite. Every case has every layer
-# firing (checked in the forward test).
-DEFAULT_CASES = {("mlp", 0.5, 1.0), ("feedback", 0.9, 0.7), ("conv", 1.0, 0.7), ("skip", 0.9, 1.0)}
+# The default run covers the mlp, the conv net and the feedback net (the skip net in the slow suite),
+# each leak (0.5, 0.9, 1.0) and both thresholds — three of the 24 combinations; the full product runs
+# in the slow suite. Every case has every layer firing (checked in the forward test).
+DEFAULT_CASES = {("mlp", 0.5, 1.0), ("feedback", 0.9, 0.7), ("conv", 1.0, 0.7)}
 
 
 def _case(architecture, leak, threshold):
@@ -39,7 +39,6 @@ CASES = [
     for architecture in reference_nets.ARCHITECTURES
     for leak, threshold in itertools.product((0.5, 0.9, 1.0), (1.0, 0.7))
 ]
-assert {a for a, _, _ in DEFAULT_CASES} == set(reference_nets.ARCHITECTURES)
 assert {leak for _, leak, _ in DEFAULT_CASES} == {0.5, 0.9, 1.0} and {v for _, _, v in DEFAULT_CASES} == {1.0, 0.7}
 TOL = dict(atol=1e-10, rtol=1e-10)
 

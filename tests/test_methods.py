@@ -109,7 +109,7 @@ def test_trace_methods_refuse_max_pooling(method):
         _run(method, _net_with(ops.MaxPool(2)))
 
 
-@pytest.mark.parametrize("method", ["bptt", "tbptt"])
+@pytest.mark.parametrize("method", first_fast(["bptt", "tbptt"]))
 def test_spike_methods_accept_max_pooling(method):
     _, _, metrics = _run(method, _net_with(ops.MaxPool(2)))
     assert np.isfinite(metrics.loss)

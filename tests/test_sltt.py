@@ -123,6 +123,7 @@ def test_sltt_equals_bptt_with_temporal_paths_detached(architecture, leak, reset
     assert helpers.max_abs_difference(grads, bptt_grads) > 1e-3
 
 
+@pytest.mark.slow
 def test_reference_without_detachment_is_the_library_bptt():
     """The hand-written loop is trustworthy: undetached, it reproduces `bptt` exactly."""
     net, params, inputs, labels = _setup("feedback", 4, 0.5)
@@ -237,6 +238,7 @@ def _ottt_a_grads(net, params, inputs, labels):
     return jax.tree_util.tree_map(lambda g: g.sum(0), per_step)
 
 
+@pytest.mark.slow
 def test_sltt_differs_from_ottt_a_except_at_one_step():
     """Same detached δ, but SLTT pairs it with s^{l−1}[t] and OTTT_A with the trace â^{l−1}[t]."""
     net, params, inputs, labels = _setup("mlp", 4, 0.5)
