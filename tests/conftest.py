@@ -29,3 +29,23 @@ jax.config.update("jax_enable_x64", True)
 jax.devices()  # initialise the CPU backend now, with the flags above ...
 os.environ["XLA_FLAGS"] = f"{_USER_FLAGS} {_DEVICES}".strip()  # ... and hand subprocesses the devices only
 
+
+
+# The slow run's longest files (real-data learning: tens of minutes each in one worker, since
+# --dist loadfile keeps a file together) start first, side by side on the two workers, and the other
+# files fill in around them; pytest-xdist's own order (most tests first, setup.cfg turns it off with
+# --no-loadscope-reorder) started them last and left one worker idle for half an hour.
+_LONGEST_FIRST = ("test_resnets.py", "test_learning_real_data.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_per_file = {}
+    for item in items:
+        tests_per_file[item.path.name] = tests_per_file.get(item.path.name, 0) + 1
+
+    def order(item):
+        name = item.path.name
+        return (_LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST),
+                -tests_per_file[name])
+
+    items.sort(key=order)

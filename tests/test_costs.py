@@ -77,6 +77,8 @@ def _temp_bytes(method, net, num_steps):
 # Flat memory is a property of a method's time loop: the default run checks SAF-E (mlp and conv) and
 # OTTT_O (mlp), and BPTT's growth (below); every other method and the conv cases run in the slow suite.
 _DEFAULT_FLAT_CASES = {("mlp", "saf_e"), ("mlp", "ottt_o"), ("conv", "saf_e")}
+
+
 @pytest.mark.parametrize("architecture,method", [
     pytest.param(a, m, id=f"{a}-{m}", marks=() if (a, m) in _DEFAULT_FLAT_CASES else pytest.mark.slow)
     for a in ("mlp", "conv") for m in ("ottt_a", "ottt_o", "saf_e", "saf_f", "spike_rep", "tbptt")
