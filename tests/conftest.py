@@ -13,6 +13,7 @@ has the settings above. A file's tests all go to one worker, so a module-scoped 
 run, a prepared data set, runs started ahead by `background`) is built once, not once per worker.
 """
 
+import collections
 import os
 
 _DEVICES = "--xla_force_host_platform_device_count=4"
@@ -30,7 +31,6 @@ jax.devices()  # initialise the CPU backend now, with the flags above ...
 os.environ["XLA_FLAGS"] = f"{_USER_FLAGS} {_DEVICES}".strip()  # ... and hand subprocesses the devices only
 
 
-
 # The slow run's longest files (real-data learning: tens of minutes each in one worker, since
 # --dist loadfile keeps a file together) start first, side by side on the two workers, and the other
 # files fill in around them; pytest-xdist's own order (most tests first, setup.cfg turns it off with
@@ -39,9 +39,7 @@ _LONGEST_FIRST = ("test_resnets.py", "test_learning_real_data.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    tests_per_file = {}
-    for item in items:
-        tests_per_file[item.path.name] = tests_per_file.get(item.path.name, 0) + 1
+    tests_per_file = collections.Counter(item.path.name for item in items)
 
     def order(item):
         name = item.path.name

@@ -154,8 +154,9 @@ def _rescaled(carried: Array, context: Context) -> Array:
 @dataclasses.dataclass(frozen=True)
 class Trace(Mode):
     """OTTT's gradient pass (docs/methods.md §3): state = (neuron state, â[t−1]), signal = â[t]
-    (both normalised in a normalised model, as in `Accumulating`). The cell's current takes its value from the value pass (spikes, bias
-    weight 1: ``context.value_currents``) and its gradient from this pass (traces, bias weight c_t):
+    (both normalised in a normalised model, as in `Accumulating`). The cell's current takes its
+    value from the value pass (spikes, bias weight 1: ``context.value_currents``) and its gradient
+    from this pass (traces, bias weight c_t):
 
         I = I_trace + sg(I_value − I_trace),   (state, s) = neuron.step(sg(state), I),   â = λ sg(â[t−1]) + s
     """

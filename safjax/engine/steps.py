@@ -74,9 +74,11 @@ def _accumulation_context(model, c, previous_c, **kwargs) -> modes.Context:
     return modes.Context(c=c, signal_scale=c, previous_signal_scale=previous_c, **kwargs)
 
 
-def _input_signal(leak: float, carried: Array, x_t: Array, context: modes.Context) -> Array:
-    """â^0[t] = λ â^0[t−1] + x[t], in the scale of this step's signals (and of the next state)."""
-    return (leak * carried * context.previous_signal_scale + x_t) / context.signal_scale
+def input_signal(leak: float, carried: Array, x_t: Array, previous_scale, scale) -> Array:
+    """â^0[t] = λ â^0[t−1] + x[t] divided by ``scale`` (this step's `trace_scale`), from the input
+    trace ``carried`` at t − 1 in ``previous_scale`` (the scale of this step's signals and of the
+    next state)."""
+    return (leak * carried * previous_scale + x_t) / scale
 
 
 # The spiking network (docs/methods.md §1).
@@ -132,11 +134,12 @@ def saf_step(model, leak: float, params, state: SAFState, x_t: Array, final: boo
     ``final=True`` gives SAF-F's pseudo-derivative at this step (docs/methods.md §4.4)."""
     c = leak * state.c + 1.0
     context = _accumulation_context(model, c, state.c, final=final)
-    input_signal = _input_signal(leak, state.traces[0], x_t, context)
+    input_signal_t = input_signal(leak, state.traces[0], x_t, context.previous_signal_scale,
+                                  context.signal_scale)
     output, cells, spikes, _, _ = run_step(model, params, modes.Accumulating(), state.traces[1:],
-                                        input_signal, context)
+                                        input_signal_t, context)
     potential_out = output * context.signal_scale
-    new_state = SAFState((sg(input_signal),) + cells, sg(potential_out), c)
+    new_state = SAFState((sg(input_signal_t),) + cells, sg(potential_out), c)
     return new_state, (potential_out - leak * sg(state.readout), potential_out, spikes)
 
 
@@ -167,12 +170,13 @@ def ottt_step(model, leak: float, params, state: OTTTState, x_t: Array):
     value_out, _, _, value_currents, _ = run_step(
         model, sg(params), modes.Spiking(stop_state_gradient=True), state.neurons, x_t, modes.Context())
     context = _accumulation_context(model, c, state.c, value_currents=value_currents)
-    input_signal = _input_signal(leak, state.traces[0], x_t, context)
+    input_signal_t = input_signal(leak, state.traces[0], x_t, context.previous_signal_scale,
+                                  context.signal_scale)
     cells = tuple(zip(state.neurons, state.traces[1:]))
-    trace_out, cells, spikes, _, _ = run_step(model, params, modes.Trace(), cells, input_signal, context)
+    trace_out, cells, spikes, _, _ = run_step(model, params, modes.Trace(), cells, input_signal_t, context)
     output = _dual(value_out, trace_out * context.signal_scale)
     neurons, traces = zip(*cells) if cells else ((), ())
-    return OTTTState(tuple(neurons), (sg(input_signal),) + tuple(traces), c), (output, spikes)
+    return OTTTState(tuple(neurons), (sg(input_signal_t),) + tuple(traces), c), (output, spikes)
 
 
 # Spike representation (docs/methods.md §6).

@@ -107,10 +107,10 @@ def make_authors_step_loss(
 
     def authors_step_loss(params, state: OTTTState, x_t: Array, labels: Array):
         c = leak * state.c + 1.0
-        input_trace = leak * state.traces[0] * steps.trace_scale(model, state.c) + x_t
         memoryless = state._replace(traces=(jnp.zeros_like(state.traces[0]),) + tuple(state.traces[1:]))
         loss, (new_state, output, rates) = step_loss(_bias_gradient_scaled(params, 1.0 / c), memoryless, x_t, labels)
-        carried = sg(input_trace) / steps.trace_scale(model, c)
+        carried = sg(steps.input_signal(leak, state.traces[0], x_t, steps.trace_scale(model, state.c),
+                                        steps.trace_scale(model, c)))
         new_state = new_state._replace(traces=(carried,) + tuple(new_state.traces[1:]))
         return loss, (new_state, output, rates)
 
