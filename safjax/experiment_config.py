@@ -39,8 +39,9 @@ class ExperimentConfig:
 
     method: str = _field("saf_e", "Training method: {methods}. Its settings are flags of their own (below).")
     dataset: str = _field("digits", "Data set: {datasets} or image_folder:<root> (a leading ~ in <root> is "
-                          "your home folder; decoded once, then cached as arrays in ~/.cache/safjax, or "
-                          "$SAFJAX_CACHE_DIR: 60–215 MB for CIFAR-sized sets; event frames are cached there too).")
+                          "your home folder; images are read from disk as batches need them, the train images' "
+                          "size and pixel statistics once, cached in ~/.cache/safjax, or $SAFJAX_CACHE_DIR, "
+                          "where event frames are cached too).")
     model: str = _field("", "Model: {models} ('' = the data set's default).")
     precision: str = _field("f32", "Synaptic operators in 'f32' or 'bf16' (bf16 operands, f32 accumulation; "
                             "parameters, optimizer state, neuron states and the loss stay f32; safjax/precision.py).")

@@ -4,8 +4,10 @@ deterministic minibatches, prefetch. No network: TFDS data is mocked or written 
 from __future__ import annotations
 
 import io
+import json
 import os
 import pathlib
+import pickle
 import re
 import socket
 import tarfile
@@ -17,7 +19,8 @@ import pytest
 from PIL import Image
 
 from safjax import augment, datasets, input_pipeline
-from safjax.datasets import Dataset, image_folder, tfds_images
+from safjax.datasets import Dataset, image_files, image_folder, tfds_images
+from safjax.datasets.image_files import ImageFiles
 
 import real_cifar
 
@@ -27,7 +30,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
-    """Every test caches decoded image folders under its own tmp_path, never in ~/.cache."""
+    """Every test caches image-folder statistics under its own tmp_path, never in ~/.cache."""
     monkeypatch.setenv(image_folder.CACHE_ENV, str(tmp_path / "cache"))
 
 
@@ -184,60 +187,212 @@ def _expected(written):
     return images, labels
 
 
-def test_image_folder_round_trip_and_cache(tmp_path, monkeypatch):
+@pytest.fixture(params=["one thread", "threads"])
+def decode_threads(request, monkeypatch):
+    """Decode batches in one thread (small images) or, as for large images, in four."""
+    if request.param == "threads":
+        monkeypatch.setattr(image_files, "THREADED_PIXELS", 0)
+        monkeypatch.setattr(image_files, "_THREADS", 4)
+
+
+def test_image_folder_streams_its_files(tmp_path, decode_threads):
     root = tmp_path / "images"
     train = _write_folder(root, "train", CLASSES, seed=0)
     test = _write_folder(root, "test", {"zebra": 1, "ant": 1, "moth": 2}, seed=1)
     dataset = image_folder.load(str(root), "train")
     images, labels = _expected(train)
-    chex.assert_type(dataset.inputs, np.uint8)
+    assert isinstance(dataset.inputs, ImageFiles)
+    assert (dataset.inputs.shape, dataset.inputs.dtype, dataset.inputs.ndim) == ((6, 6, 5, 3), np.uint8, 4)
     chex.assert_type(dataset.labels, np.int32)
-    np.testing.assert_array_equal(dataset.inputs, images)  # PNG is lossless: exact pixels
     np.testing.assert_array_equal(dataset.labels, labels)  # ant=0, moth=1, zebra=2
     assert (dataset.num_classes, dataset.augment, dataset.temporal) == (3, True, False)
-    np.testing.assert_allclose(dataset.mean, images.reshape(-1, 3).mean(0) / 255, rtol=1e-12)
-    np.testing.assert_allclose(dataset.std, images.reshape(-1, 3).std(0) / 255, rtol=1e-9)
+    np.testing.assert_array_equal(dataset.inputs[[3, 1]], images[[3, 1]])  # PNG is lossless: exact pixels
+    np.testing.assert_array_equal(dataset.inputs[-1], images[-1])
+    np.testing.assert_array_equal(dataset.inputs[1:5:2], images[1:5:2])
+    np.testing.assert_array_equal(dataset.inputs[:], images)
+    np.testing.assert_array_equal(dataset.inputs[[5, 0, 3, 1, 0]], images[[5, 0, 3, 1, 0]])  # index order
+    with pytest.raises(TypeError, match=r"decodes its files when indexed: use files\[indices\]"):
+        np.asarray(dataset.inputs)
+    with pytest.raises(IndexError, match="index 6 is out of range for 6 examples"):
+        dataset.inputs[[0, 6]]
 
     test_set = image_folder.load(str(root), "test")
-    np.testing.assert_array_equal(test_set.inputs, _expected(test)[0])
+    np.testing.assert_array_equal(test_set.inputs[:], _expected(test)[0])
     assert test_set.mean == dataset.mean and test_set.std == dataset.std  # train statistics
-
-    cached = sorted(os.listdir(image_folder.cache_dir()))
-    assert [name.split("-")[0] for name in cached] == ["test", "train"]
-
-    def no_decoding(path):
-        raise AssertionError(f"decoded {path} although it is cached")
-
-    monkeypatch.setattr(image_folder, "_decode", no_decoding)
-    again = image_folder.load(str(root), "train")
-    np.testing.assert_array_equal(again.inputs, dataset.inputs)
-    np.testing.assert_array_equal(again.labels, dataset.labels)
-    assert (again.mean, again.std) == (dataset.mean, dataset.std)
     via_registry = datasets.load(f"image_folder:{root}", "test")
-    np.testing.assert_array_equal(via_registry.inputs, test_set.inputs)
+    assert via_registry.inputs.paths == test_set.inputs.paths
 
-    # A new image changes the fingerprint: decoded again, and the stale entry replaced.
-    monkeypatch.undo()
-    monkeypatch.setenv(image_folder.CACHE_ENV, str(tmp_path / "cache"))
+
+def test_image_files_pickle_to_their_paths(tmp_path):
+    root = tmp_path / "images"
+    images, _ = _expected(_write_folder(root, "train", CLASSES))
+    inputs = image_folder.load(str(root), "train").inputs
+    data = pickle.dumps(inputs)
+    assert len(data) < 200 * len(inputs) + 2000
+    again = pickle.loads(data)
+    assert again.shape == inputs.shape and again.name == inputs.name
+    np.testing.assert_array_equal(again[:], images)
+
+
+def test_subset_of_image_files_stays_lazy(tmp_path):
+    root = tmp_path / "images"
+    images, labels = _expected(_write_folder(root, "train", CLASSES))
+    dataset = image_folder.load(str(root), "train")
+    part = datasets.subset(dataset, np.asarray([4, 0, 2]))
+    assert isinstance(part.inputs, ImageFiles) and part.inputs.shape == (3, 6, 5, 3)
+    assert part.inputs.paths == tuple(dataset.inputs.paths[i] for i in (4, 0, 2))
+    np.testing.assert_array_equal(part.inputs[:], images[[4, 0, 2]])
+    np.testing.assert_array_equal(part.labels, labels[[4, 0, 2]])
+    assert (part.mean, part.std, part.num_classes) == (dataset.mean, dataset.std, 3)
+
+
+def _cache_entries(split):
+    return sorted(n for n in os.listdir(image_folder.cache_dir()) if n.startswith(f"{split}-"))
+
+
+def test_image_folder_statistics_are_computed_once_per_version_of_the_files(tmp_path, monkeypatch):
+    root = tmp_path / "images"
+    images, _ = _expected(_write_folder(root, "train", CLASSES))
+    _write_folder(root, "test", {"ant": 1, "moth": 1, "zebra": 1}, seed=1)
+    legacy = os.path.join(image_folder.cache_dir(), image_folder._cache_path(str(root), "train", "0")[1] + "0.npz")
+    os.makedirs(os.path.dirname(legacy))
+    open(legacy, "wb").close()  # an older version's decoded arrays of this root
+    dataset = image_folder.load(str(root), "train")
+    pixels = images.reshape(-1, 3).astype(np.float64) / 255
+    np.testing.assert_allclose(dataset.mean, pixels.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(dataset.std, pixels.std(0), rtol=1e-9)
+    first = _cache_entries("train")
+    assert len(first) == 1 and first[0].endswith(".json") and not os.path.exists(legacy)
+    assert os.path.getsize(os.path.join(image_folder.cache_dir(), first[0])) < 2000
+
+    def no_decoding(path, *args):
+        raise AssertionError(f"decoded {path} although its statistics are cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(image_folder, "read_example", no_decoding)
+        again = image_folder.load(str(root), "train")
+        test_set = image_folder.load(str(root), "test")
+    assert (again.mean, again.std, again.inputs.shape) == (dataset.mean, dataset.std, dataset.inputs.shape)
+    assert (test_set.mean, test_set.std) == (dataset.mean, dataset.std)
+    assert _cache_entries("test") == []  # the test split is never scanned when there is a train split
+
+    # Editing (touching) an image, or adding one, changes the fingerprint: a new entry replaces the old.
+    touched = root / "train" / "ant" / "000.png"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    image_folder.load(str(root), "train")
+    second = _cache_entries("train")
+    assert len(second) == 1 and second != first
     Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(root / "train" / "moth" / "999.png")
     grown = image_folder.load(str(root), "train")
-    assert len(grown) == len(dataset) + 1
-    assert len([n for n in os.listdir(image_folder.cache_dir()) if n.startswith("train-")]) == 1
+    assert len(grown) == len(dataset) + 1 and grown.mean != dataset.mean
+    third = _cache_entries("train")
+    assert len(third) == 1 and third != second
+
+
+def test_image_folder_without_a_train_split_and_with_a_damaged_cache_entry(tmp_path):
+    root = tmp_path / "images"
+    images, _ = _expected(_write_folder(root, "test", {"a": 2, "b": 1}, mode="L"))
+    test_set = image_folder.load(str(root), "test")  # no train split: this split gives the size
+    assert (test_set.mean, test_set.std, test_set.inputs.shape) == (None, None, (3, 6, 5, 1))
+    np.testing.assert_array_equal(test_set.inputs[:], images)
+    (entry,) = _cache_entries("test")
+    pathlib.Path(image_folder.cache_dir(), entry).write_text("{not json")
+    with pytest.warns(UserWarning, match=f"ignoring unreadable image_folder cache .*{entry}.*reading the images"):
+        again = image_folder.load(str(root), "test")
+    assert again.inputs.shape == (3, 6, 5, 1)
+    assert json.loads(pathlib.Path(image_folder.cache_dir(), entry).read_text())["channels"] == 1  # rewritten
+
+
+def test_image_folder_works_with_an_unwritable_cache(tmp_path, monkeypatch):
+    root = tmp_path / "images"
+    _write_folder(root, "train", {"a": 1, "b": 1})
+    (tmp_path / "not_a_folder").write_text("")
+    monkeypatch.setenv(image_folder.CACHE_ENV, str(tmp_path / "not_a_folder"))
+    with pytest.warns(UserWarning, match="could not write the image_folder cache .*set SAFJAX_CACHE_DIR") as caught:
+        dataset = image_folder.load(str(root), "train")
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert dataset.inputs.shape == (2, 6, 5, 3)
 
 
 def test_image_folder_grayscale_and_mixed(tmp_path):
     gray = _write_folder(tmp_path / "gray", "train", {"a": 2, "b": 1}, mode="L")
     dataset = image_folder.load(str(tmp_path / "gray"), "train")
-    chex.assert_shape(dataset.inputs, (3, 6, 5, 1))
-    np.testing.assert_array_equal(dataset.inputs, _expected(gray)[0])
+    assert dataset.inputs.shape == (3, 6, 5, 1) and len(dataset.mean) == 1
+    np.testing.assert_array_equal(dataset.inputs[:], _expected(gray)[0])
 
     mixed_root = tmp_path / "mixed"
     rgb = _write_folder(mixed_root, "train", {"a": 1}, mode="RGB")
     gray = _write_folder(mixed_root, "train", {"b": 1}, mode="L", seed=3)
     dataset = image_folder.load(str(mixed_root), "train")
-    chex.assert_shape(dataset.inputs, (2, 6, 5, 3))
+    assert dataset.inputs.shape == (2, 6, 5, 3)
     np.testing.assert_array_equal(dataset.inputs[0], rgb["a"][0])
     np.testing.assert_array_equal(dataset.inputs[1], np.repeat(gray["b"][0], 3, axis=2))
+    both = np.stack([rgb["a"][0], np.repeat(gray["b"][0], 3, axis=2)]).reshape(-1, 3) / 255
+    np.testing.assert_allclose(dataset.mean, both.mean(0), rtol=1e-12)  # grayscale counted as replicated
+
+    # The train split decides the channels of both splits.
+    _write_folder(mixed_root, "test", {"a": 1, "b": 1}, mode="L", seed=4)
+    assert image_folder.load(str(mixed_root), "test").inputs.shape == (2, 6, 5, 3)
+    _write_folder(tmp_path / "gray", "test", {"a": 1, "b": 1}, mode="RGB", seed=5)
+    test_set = image_folder.load(str(tmp_path / "gray"), "test")
+    assert test_set.inputs.shape == (2, 6, 5, 1)
+    with Image.open(test_set.inputs.paths[0]) as image:
+        np.testing.assert_array_equal(test_set.inputs[0], np.asarray(image.convert("L"))[..., None])
+
+
+def _jpeg(size, seed=0) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("empty.jpg", b"", "UnidentifiedImageError: cannot identify image file"),
+    ("truncated.jpg", _jpeg((32, 32))[:700], "OSError: image file is truncated"),
+    ("notes.jpg", b"these are notes, not a JPEG\n", "UnidentifiedImageError: cannot identify image file"),
+])
+def test_an_unreadable_file_is_refused_in_one_line_when_read(tmp_path, name, content, reason, decode_threads):
+    root = tmp_path / "images"
+    _write_folder(root, "train", {"a": 1, "b": 1}, size=(32, 32))
+    _write_folder(root, "test", {"a": 1, "b": 1}, size=(32, 32))
+    bad = root / "test" / "a" / name
+    bad.write_bytes(content)
+    test_set = image_folder.load(str(root), "test")  # listing only: nothing of the test split is decoded
+    assert test_set.inputs.paths[1] == str(bad)
+    test_set.inputs[[0, 2]]
+    for index in (1, [0, 1], slice(None)):
+        with pytest.raises(ValueError) as raised:
+            test_set.inputs[index]
+        message = str(raised.value)
+        assert re.fullmatch(rf"cannot read example 1 of test split of image_folder:{re.escape(str(root))} "
+                            rf"\({re.escape(str(bad))}\): {reason}[^\n]*", message), message
+
+
+def test_a_16_bit_image_is_refused_naming_it(tmp_path):
+    root = tmp_path / "images"
+    _write_folder(root, "train", {"a": 1, "b": 1})
+    deep = root / "train" / "b" / "deep.png"
+    Image.fromarray(np.zeros((6, 5), np.uint16)).save(deep)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(deep))} is a I;16 \(16-bit or float\) image: .*convert"):
+        image_folder.load(str(root), "train")
+
+
+def test_a_test_image_of_another_size_is_refused_naming_it(tmp_path, decode_threads):
+    root = tmp_path / "images"
+    _write_folder(root, "train", {"a": 1, "b": 1})
+    _write_folder(root, "test", {"a": 1, "b": 1})
+    odd = root / "test" / "b" / "001.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(odd)
+    test_set = image_folder.load(str(root), "test")
+    test_set.inputs[:2]
+    with pytest.raises(ValueError) as raised:
+        test_set.inputs[2]
+    message = str(raised.value)
+    first = root / "train" / "a" / "000.png"
+    assert message.startswith(f"{odd} (example 2 of test split of image_folder:{root}) is 4×4 (H×W) but the "
+                              f"first train image {first} is 6×5: ") and "resize" in message and "\n" not in message
+    with pytest.raises(ValueError, match=re.escape(str(odd))):
+        test_set.inputs[:]
 
 
 def test_image_folder_layout_errors(tmp_path):
@@ -261,13 +416,13 @@ def test_image_folder_layout_errors(tmp_path):
     sizes = tmp_path / "sizes"
     _write_folder(sizes, "train", {"a": 1}, size=(6, 5))
     _write_folder(sizes, "train", {"b": 1}, size=(4, 4))
-    with pytest.raises(ValueError, match=r"b/000.png is 4×4 \(H×W\) and .*a/000.png is 6×5"):
+    with pytest.raises(ValueError, match=r"b/000.png is 4×4 \(H×W\) and .*a/000.png is 6×5.*resize"):
         image_folder.load(str(sizes), "train")
 
     broken = tmp_path / "broken"
     _write_folder(broken, "train", {"a": 1, "b": 1})  # two classes: one alone is refused first
     (broken / "train" / "a" / "bad.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ValueError, match="cannot decode image .*bad.jpg"):
+    with pytest.raises(ValueError, match=r"cannot read example 1 of train split .*a/bad.jpg\): UnidentifiedImage"):
         image_folder.load(str(broken), "train")
 
     classes = tmp_path / "classes"

@@ -326,10 +326,11 @@ def test_image_folder_decoding_shows_progress(tmp_path, monkeypatch, capsys):
             Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(folder / f"{i}.png")
     image_folder.load(str(tmp_path / "images"), "train")
     out = capsys.readouterr().out
-    assert f"decoding 6 images of {tmp_path / 'images' / 'train'} (once: the arrays are cached in " in out
-    assert "decoded 6 train images in " in out
+    assert (f"reading the 6 images of {tmp_path / 'images' / 'train'} once for their size and pixel statistics "
+            f"(cached in {tmp_path / 'cache' / 'image_folder'}, $SAFJAX_CACHE_DIR to move it) …") in out
+    assert "read 6 train images in " in out and out.rstrip().endswith(": 4×4×3")
     image_folder.load(str(tmp_path / "images"), "train")
-    assert "decoding" not in capsys.readouterr().out  # cached
+    assert capsys.readouterr().out == ""  # the statistics are cached; images are read when batches need them
 
 
 @pytest.mark.slow  # one short digits run (~4 s)

@@ -296,9 +296,11 @@ def test_a_cache_writer_killed_mid_write_leaves_nothing_after_the_next_load(tmp_
     assert killed.wait(timeout=120) == 9
     left = os.listdir(cache / "image_folder")
     assert len(left) == 1 and left[0].startswith(f".tmp-{socket.gethostname()}-{killed.pid}-")
+    assert left[0].endswith(".json")  # the train split's statistics
     monkeypatch.setenv("SAFJAX_CACHE_DIR", str(cache))
     image_folder.load(str(root), "train")
-    assert not [n for n in os.listdir(cache / "image_folder") if n.startswith(".tmp-")]
+    entries = os.listdir(cache / "image_folder")
+    assert len(entries) == 1 and entries[0].startswith("train-") and entries[0].endswith(".json")
     assert "removed 1 temporary cache file(s) (" in capsys.readouterr().out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from safjax.datasets.base import Dataset
+from safjax.datasets.base import Dataset, subset
 from safjax.datasets.digits import load_digits
 
 # name → "module:function" (imported on first use) or the function itself; every function is
@@ -50,4 +50,4 @@ def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int 
     return loader(split, data_dir=data_dir, time_steps=time_steps)
 
 
-__all__ = ["Dataset", "IMAGE_FOLDER_PREFIX", "LOADERS", "is_known", "load", "load_digits"]
+__all__ = ["Dataset", "IMAGE_FOLDER_PREFIX", "LOADERS", "is_known", "load", "load_digits", "subset"]

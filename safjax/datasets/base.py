@@ -1,4 +1,4 @@
-"""The one in-memory data set type every loader returns."""
+"""The one data set type every loader returns: labels in memory, inputs in memory or read lazily."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """One split of a data set, batch-major, in host memory.
+    """One split of a data set, batch-major.
 
     ``inputs`` is either static images ``[N, H, W, C]`` (uint8 in 0..255, or float32 already
     scaled) that the trainer repeats over T steps (direct encoding), or event frames
     ``[N, T, H, W, C]`` (float32, ``temporal=True``) that carry their own time axis.
     ``mean``/``std`` (per channel, on the [0, 1] scale) normalise after augmentation;
     ``augment`` says whether crop/flip/cutout make sense for this data.
+
+    ``inputs`` is a NumPy array, or an array-like that reads its examples on demand (a streamed
+    data set, e.g. `safjax.datasets.image_files.ImageFiles`): it has ``shape``, ``dtype`` and
+    ``ndim``, ``inputs[indices]`` returns those examples as a NumPy array, and
+    ``inputs.take(indices)`` returns the lazy subset (see `subset`).
     """
 
     name: str
@@ -48,3 +53,11 @@ class Dataset:
     def time_steps(self) -> int | None:
         """T of event frames, None for static images."""
         return int(self.inputs.shape[1]) if self.temporal else None
+
+
+def subset(dataset: Dataset, indices: np.ndarray) -> Dataset:
+    """The examples ``indices [n]`` of ``dataset``, in that order; a streamed data set stays
+    streamed (its ``inputs.take``), an in-memory one is copied."""
+    indices = np.asarray(indices)
+    inputs = dataset.inputs[indices] if isinstance(dataset.inputs, np.ndarray) else dataset.inputs.take(indices)
+    return dataclasses.replace(dataset, inputs=inputs, labels=dataset.labels[indices])

@@ -1,30 +1,39 @@
-"""Images in class-per-folder layout, ``<root>/<split>/<class>/<image>``, decoded with Pillow.
+"""Images in class-per-folder layout, ``<root>/<split>/<class>/<image>``, streamed from disk.
 
 The layout is that of torchvision's ``ImageFolder`` and TFDS's ``ImageFolder``: classes are the
 sub-folders of ``<root>/<split>``, sorted by name, and label i is the i-th class; image files
 (.png, .jpg, .jpeg, .bmp, .gif, .ppm, .pgm, .tif, .tiff, .webp; hidden files and other files are
-skipped) are read in name order within a class. Every image must have the same height and width.
-Grayscale images stay one channel when all images are grayscale; otherwise every image becomes
-RGB (grayscale replicated, palette expanded, alpha dropped).
+skipped) are read in name order within a class. Every image must have the size of the first
+train image. Grayscale images stay one channel when every train image is grayscale; otherwise
+every image becomes RGB (grayscale replicated, palette expanded, alpha dropped); train and test
+always have the same number of channels.
 
-Decoding tens of thousands of files takes a while, so the decoded arrays are cached as one
-``.npz`` per split in ``$SAFJAX_CACHE_DIR/image_folder`` (default
-``~/.cache/safjax/image_folder``), keyed by the absolute root, the split and a fingerprint of
-the files (class names, file count, total bytes, newest modification time of files and class
-folders): adding, removing, editing or moving an image makes a new entry (the stale one of the
-same root and split is deleted). The temporary file of a writer killed mid-write is removed by
-the next load (`safjax.datasets.cache_files`).
+`load` lists a split and returns its images as an `ImageFiles` (`safjax.datasets.image_files`):
+paths only, each image decoded with Pillow when a batch needs it, so a data set need not fit
+in memory. What is decoded when:
 
-``mean``/``std`` are the per-channel mean and standard deviation of the *train* split's pixels on
-the [0, 1] scale, for every split (so train and test are normalised alike); they are None when
-``<root>/train`` does not exist.
+- the first `load` of a root (or after its train files change) decodes every *train* image once,
+  a chunk at a time (never the whole set in memory), with progress: their one size, whether all
+  are grayscale, and the per-channel ``mean``/``std`` of the train pixels on the [0, 1] scale
+  (exact int64 sums), used for every split so train and test are normalised alike (None when
+  ``<root>/train`` does not exist; the pass is then over the split itself, for its size);
+- indexing ``dataset.inputs`` decodes those images (a test image of another size, or a file
+  Pillow cannot decode, is refused then, in one line naming the file).
+
+The pass's result is a small JSON file ``<split>-<root key>-<fingerprint>.json`` in
+``$SAFJAX_CACHE_DIR/image_folder`` (default ``~/.cache/safjax/image_folder``), keyed by the
+absolute root, the split and a fingerprint of the files (class names, file count, total bytes,
+newest modification time of files and class folders): adding, removing, editing or moving an
+image makes a new entry (stale entries of the same root and split, older versions' ``.npz``
+arrays included, are deleted). An unwritable cache folder is one warning (the pass then reruns
+on every load). The temporary file of a writer killed mid-write is removed by the next load
+(`safjax.datasets.cache_files`).
 """
-
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
+import json
 import os
 import tarfile
 import tempfile
@@ -36,10 +45,11 @@ import numpy as np
 
 from safjax.datasets import cache_files
 from safjax.datasets.base import Dataset
+from safjax.datasets.image_files import ImageFiles, ordered_map, read_example
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 CACHE_ENV = "SAFJAX_CACHE_DIR"
-_CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+_CACHE_VERSION = 2  # bump when the cached statistics' meaning changes (1: .npz of decoded arrays)
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
 
 
@@ -51,8 +61,8 @@ class _Listing:
 
 
 def cache_dir() -> str:
-    """The folder of cached decoded splits: ``$SAFJAX_CACHE_DIR/image_folder`` or
-    ``~/.cache/safjax/image_folder``."""
+    """The folder of the cached train-split statistics (JSON): ``$SAFJAX_CACHE_DIR/image_folder``
+    or ``~/.cache/safjax/image_folder``."""
     base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "safjax")
     return os.path.join(base, "image_folder")
 
@@ -120,95 +130,107 @@ def _list_split(root: str, split: str) -> _Listing:
     return _Listing(tuple(classes), tuple(files), hashlib.sha256(key).hexdigest()[:16])
 
 
-def _decode(path: str):
-    """One image as ``[H, W, 1]`` (grayscale) or ``[H, W, 3]`` (anything else) uint8."""
-    from PIL import Image  # imported lazily: only this loader needs Pillow
+@dataclasses.dataclass(frozen=True)
+class _Statistics:
+    """What one pass over a split's images gives (and its JSON cache entry holds)."""
 
-    try:
-        with Image.open(path) as image:
-            if image.mode in ("1", "L", "LA", "I;16", "I;16B", "I;16L", "I", "F"):
-                if image.mode not in ("1", "L", "LA"):
-                    raise ValueError(f"{path} is a {image.mode} (16-bit or float) image: only 8-bit "
-                                     "images are supported; convert it to 8-bit first.")
-                return np.asarray(image.convert("L"))[..., None]
-            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    except OSError as error:
-        raise ValueError(f"cannot decode image {path}: {error}") from error
+    classes: tuple[str, ...]
+    height: int
+    width: int
+    channels: int  # 1 when every image is grayscale, else 3
+    mean: tuple[float, ...]  # [channels], on the [0, 1] scale
+    std: tuple[float, ...]
+    size_source: str  # "the first train image <path>", for size messages
 
 
-def _decode_all(listing: _Listing, description: str = "decoding") -> tuple[np.ndarray, np.ndarray]:
-    """All images as ``[N, H, W, C]`` uint8 and labels ``[N]`` int32, with progress (see
-    `safjax.progress`: a bar on a terminal, a line every 10 s otherwise)."""
+def _accumulate(totals: np.ndarray, image: np.ndarray) -> None:
+    """Add the per-channel pixel sums and sums of squares of ``image [H, W, 1 or 3]`` uint8 to
+    ``totals [2, 3]`` int64 (a grayscale image counts in all three channels, as if replicated)."""
+    flat = image.reshape(-1, image.shape[-1]).astype(np.int64)
+    totals[0] += flat.sum(0)
+    totals[1] += (flat * flat).sum(0)
+
+
+def _moments(totals: np.ndarray, count: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation ``[channels]`` on the [0, 1] scale of ``count``
+    pixels per channel, from exact int64 ``totals``."""
+    mean = totals[0, :channels] / count
+    var = np.maximum(totals[1, :channels] / count - mean * mean, 0.0)
+    return mean / 255.0, np.sqrt(var) / 255.0
+
+
+def _check_size(paths: list[str], i: int, image: np.ndarray, size: tuple[int, int]) -> None:
+    if image.shape[:2] != size:
+        raise ValueError(f"all images must have one size, but {paths[i]} is {image.shape[0]}×{image.shape[1]} "
+                         f"(H×W) and {paths[0]} is {size[0]}×{size[1]}: resize them first.")
+
+
+def _scan(root: str, split: str, listing: _Listing, chunk: int = 256) -> _Statistics:
+    """Decode every image of ``root/split`` once, ``chunk`` at a time (in a few threads for large
+    images), with progress (see `safjax.progress`: a bar on a terminal, a line every 10 s
+    otherwise): their one size (the first image's), whether all are grayscale, and the
+    per-channel mean and std."""
     from safjax import progress
 
     paths = [path for path, _ in listing.files]
-    meter = progress.Progress(len(paths), description, "images", interval_s=10.0)
-    arrays = []
-    # Pillow releases the GIL while decoding, so threads decode in parallel.
+    name = f"{split} split of image_folder:{root}"
+    totals, colour = np.zeros((2, 3), np.int64), False
+
+    def read(i: int) -> np.ndarray:  # [H, W, 1 or 3] uint8
+        return read_example(paths[i], None, i, name)
+
+    meter = progress.Progress(len(paths), f"reading {split}", "images", interval_s=10.0)
     try:
-        with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            for array in pool.map(_decode, paths):
-                arrays.append(array)
+        size = read(0).shape[:2]
+        for start in range(0, len(paths), chunk):  # one chunk of images in memory at a time
+            block = range(start, min(start + chunk, len(paths)))
+            for i, image in zip(block, ordered_map(read, block, size[0] * size[1])):
+                _check_size(paths, i, image, size)
+                colour = colour or image.shape[2] == 3
+                _accumulate(totals, image)
                 meter.update()
     finally:
         meter.close()
-    first_size = arrays[0].shape[:2]
-    for path, array in zip(paths, arrays):
-        if array.shape[:2] != first_size:
-            raise ValueError(f"all images must have one size, but {path} is {array.shape[0]}×{array.shape[1]} "
-                             f"(H×W) and {paths[0]} is {first_size[0]}×{first_size[1]}: resize them first.")
-    if any(array.shape[2] == 3 for array in arrays):  # mixed: grayscale becomes RGB
-        arrays = [np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array for array in arrays]
-    labels = np.asarray([label for _, label in listing.files], np.int32)
-    return np.stack(arrays), labels
-
-
-def _channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation ``[C]`` float64 of ``images [N, H, W, C]`` uint8,
-    on the [0, 1] scale (accumulated exactly in int64, in chunks to bound memory)."""
-    channels = images.shape[-1]
-    total = np.zeros(channels, np.int64)
-    total_sq = np.zeros(channels, np.int64)
-    for start in range(0, len(images), chunk):
-        block = images[start:start + chunk].reshape(-1, channels).astype(np.int64)
-        total += block.sum(0)
-        total_sq += (block * block).sum(0)
-    count = images.size // channels
-    mean = total / count
-    var = np.maximum(total_sq / count - mean * mean, 0.0)
-    return mean / 255.0, np.sqrt(var) / 255.0
+    channels = 3 if colour else 1
+    mean, std = _moments(totals, len(paths) * size[0] * size[1], channels)
+    return _Statistics(listing.classes, int(size[0]), int(size[1]), channels, tuple(mean.tolist()),
+                       tuple(std.tolist()), f"the first {split} image {paths[0]}")
 
 
 def _cache_path(root: str, split: str, fingerprint: str) -> tuple[str, str]:
     """(cache file, prefix shared by every entry of this root and split)."""
     root_key = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:16]
     prefix = f"{split}-{root_key}-"
-    return os.path.join(cache_dir(), f"{prefix}{fingerprint}.npz"), prefix
+    return os.path.join(cache_dir(), f"{prefix}{fingerprint}.json"), prefix
 
 
-def _read_cache(path: str, listing: _Listing):
+def _read_cache(path: str, listing: _Listing) -> _Statistics | None:
     try:
-        with np.load(path, allow_pickle=False) as cached:
-            if tuple(cached["classes"].tolist()) != listing.classes:
-                return None
-            return cached["images"], cached["labels"], cached["mean"], cached["std"]
-    except FileNotFoundError:
+        with open(path, encoding="utf-8") as f:
+            entry = json.load(f)
+        if entry.pop("version") != _CACHE_VERSION:
+            return None
+        stats = _Statistics(**{**entry, "classes": tuple(entry["classes"]), "mean": tuple(entry["mean"]),
+                               "std": tuple(entry["std"])})
+    except (FileNotFoundError, NotADirectoryError):  # no entry (yet)
         return None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        warnings.warn(f"ignoring unreadable image_folder cache {path} ({error}); decoding again.")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        warnings.warn(f"ignoring unreadable image_folder cache {path} ({type(error).__name__}: {error}); "
+                      "reading the images again.")
         return None
+    return stats if stats.classes == listing.classes else None
 
 
-def _write_cache(path: str, prefix: str, images, labels, classes, mean, std) -> None:
-    """Write atomically (temporary file + rename), then delete stale entries of this root and split."""
+def _write_cache(path: str, prefix: str, stats: _Statistics) -> None:
+    """Write atomically (temporary file + rename), then delete stale entries of this root and split
+    (older versions' .npz arrays included)."""
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=directory, prefix=cache_files.temp_prefix(), suffix=".npz")
+        handle, tmp = tempfile.mkstemp(dir=directory, prefix=cache_files.temp_prefix(), suffix=".json")
         try:
-            with os.fdopen(handle, "wb") as f:
-                np.savez(f, images=images, labels=labels, classes=np.asarray(classes, dtype=str),
-                         mean=mean, std=std)
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                json.dump({"version": _CACHE_VERSION, **dataclasses.asdict(stats)}, f, indent=1)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
@@ -218,64 +240,52 @@ def _write_cache(path: str, prefix: str, images, labels, classes, mean, std) -> 
                 os.unlink(os.path.join(directory, name))
     except OSError as error:
         warnings.warn(f"could not write the image_folder cache in {directory} ({error}); set "
-                      f"{CACHE_ENV} to a writable folder to skip decoding next time.")
+                      f"{CACHE_ENV} to a writable folder to skip reading the images again next time.")
 
 
-def _load_split(root: str, split: str) -> tuple[_Listing, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(listing, images, labels, mean [C], std [C] of this split's own pixels), cached."""
-    listing = _list_split(root, split)
+def _statistics(root: str, split: str, listing: _Listing) -> _Statistics:
+    """`_scan` of ``root/split``, cached as JSON under the split's fingerprint."""
     path, prefix = _cache_path(root, split, listing.fingerprint)
     cache_files.remove_stale(os.path.dirname(path))
     cached = _read_cache(path, listing)
     if cached is not None:
-        return (listing, *cached)
-    split_dir = os.path.join(root, split)
-    print(f"decoding {len(listing.files)} images of {split_dir} (once: the arrays are cached in "
-          f"{os.path.dirname(path)}, ${CACHE_ENV} to move it) …", flush=True)
+        return cached
+    print(f"reading the {len(listing.files)} images of {os.path.join(root, split)} once for their size and "
+          f"pixel statistics (cached in {os.path.dirname(path)}, ${CACHE_ENV} to move it) …", flush=True)
     began = time.time()
-    images, labels = _decode_all(listing, f"decoding {split}")
-    mean, std = _channel_stats(images)
-    _write_cache(path, prefix, images, labels, listing.classes, mean, std)
-    print(f"decoded {len(images)} {split} images in {time.time() - began:.1f} s", flush=True)
-    return listing, images, labels, mean, std
-
-
-def _train_stats(root: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of the train split: read alone from its cache entry when there is
-    one (an .npz member loads on access), else by loading (and caching) the train split."""
-    listing = _list_split(root, "train")
-    path, _ = _cache_path(root, "train", listing.fingerprint)
-    try:
-        with np.load(path, allow_pickle=False) as cached:
-            return cached["mean"], cached["std"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        _, _, _, mean, std = _load_split(root, "train")
-        return mean, std
+    stats = _scan(root, split, listing)
+    _write_cache(path, prefix, stats)
+    print(f"read {len(listing.files)} {split} images in {time.time() - began:.1f} s: "
+          f"{stats.height}×{stats.width}×{stats.channels}", flush=True)
+    return stats
 
 
 def load(root: str, split: str) -> Dataset:
-    """``split`` of the class-per-folder images under ``root``: ``[N, H, W, C]`` uint8 images
-    (C = 3, or 1 when every image is grayscale), ``[N]`` int32 labels, classes sorted by name.
+    """``split`` of the class-per-folder images under ``root``: inputs an `ImageFiles` (a lazy
+    ``[N, H, W, C]`` uint8 array, decoded when indexed; C = 3, or 1 when every train image is
+    grayscale), ``[N]`` int32 labels, classes sorted by name, the train split's per-channel
+    mean/std (None without a train split).
 
-    Raises FileNotFoundError for a missing root, split or empty class folder, ValueError for a
-    single class folder, an archive given as root, images of different sizes or undecodable
-    files, and when the split's class folders differ from the train split's (the labels would
-    disagree).
+    Only the train split (this split where there is none) is decoded here, once per change of
+    its files (`_statistics`). Raises FileNotFoundError for a missing root, split or empty class
+    folder, ValueError for a single class folder, an archive given as root, train images of
+    different sizes or undecodable train files, and when the split's class folders differ from
+    the train split's (the labels would disagree). A test image of another size or an
+    undecodable one is refused when it is read.
     """
     root = os.path.expanduser(root)
-    listing, images, labels, mean, std = _load_split(root, split)
-    train_dir = os.path.join(root, "train")
-    if split == "train":
-        stats = (mean, std)
-    elif os.path.isdir(train_dir):
-        train_classes = tuple(_subfolders(train_dir))
-        if train_classes != listing.classes:
-            raise ValueError(f"the class folders of {os.path.join(root, split)} ({', '.join(listing.classes)}) "
-                             f"differ from those of {train_dir} ({', '.join(train_classes)}): labels are "
-                             "class indices, so every split needs the same class folders.")
-        stats = _train_stats(root)
-    else:
-        stats = None
-    mean, std = (tuple(float(v) for v in s) for s in stats) if stats else (None, None)
-    return Dataset(f"image_folder:{root}", images, labels, len(listing.classes), mean=mean, std=std,
-                   augment=True)
+    listing = _list_split(root, split)
+    has_train = os.path.isdir(os.path.join(root, "train"))
+    stats_split = "train" if has_train else split
+    stats_listing = listing if stats_split == split else _list_split(root, stats_split)
+    if stats_listing.classes != listing.classes:
+        raise ValueError(f"the class folders of {os.path.join(root, split)} ({', '.join(listing.classes)}) differ "
+                         f"from those of {os.path.join(root, 'train')} ({', '.join(stats_listing.classes)}): labels "
+                         "are class indices, so every split needs the same class folders.")
+    stats = _statistics(root, stats_split, stats_listing)
+    name = f"image_folder:{root}"
+    inputs = ImageFiles([path for path, _ in listing.files], stats.height, stats.width, stats.channels,
+                        name=f"{split} split of {name}", size_source=stats.size_source)
+    labels = np.asarray([label for _, label in listing.files], np.int32)
+    mean, std = (stats.mean, stats.std) if has_train else (None, None)
+    return Dataset(name, inputs, labels, len(listing.classes), mean=mean, std=std, augment=True)
