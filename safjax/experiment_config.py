@@ -76,10 +76,14 @@ class ExperimentConfig:
     workdir: str = _field("", "Checkpoints, metrics, TensorBoard events, plots and results go here ('' = "
                           "nothing is saved; a leading ~ is your home folder). A rerun resumes the run stored "
                           "there and refuses settings that change its results (except log/checkpoint cadence, "
-                          "eval batch size, data_dir, and with a note devices and unroll); --restart starts over.")
+                          "eval batch size, data_dir, data workers, and with a note devices and unroll); --restart starts over.")
     checkpoint_every: int = _field(100, "Checkpoint every N minibatches (and at the end).")
     log_every: int = _field(50, "Log training metrics every N minibatches (and at every epoch's end).")
     eval_batch_size: int = _field(256, "Minibatch size of the test-set evaluation.")
+    data_workers: int = _field(-1, "Processes that read, decode and augment minibatches (grain workers): -1 = "
+                               "automatic (none for data held in memory, one per core but one, at most 8, for a "
+                               "streamed image folder), 0 = threads of the training process. Results do not "
+                               "depend on it.")
     method_settings: dict = dataclasses.field(default_factory=dict, metadata={
         "help": "The chosen method's own settings (its factory's arguments, e.g. {'truncation': 4} for tbptt); "
                 "each is a flag of its own."})
@@ -162,6 +166,7 @@ class ExperimentConfig:
             (self.train_examples >= 0, "train_examples", "0 (all) or a number of examples ≥ 1"),
             (self.test_examples >= 0, "test_examples", "0 (all) or a number of examples ≥ 1"),
             (self.eval_batch_size >= 1, "eval_batch_size", "an integer ≥ 1"),
+            (self.data_workers >= -1, "data_workers", "-1 (automatic), 0 (no worker processes) or a number ≥ 1"),
             (0 <= self.num_devices <= jax.local_device_count(), "num_devices",
              f"0 (all) to {jax.local_device_count()}, the local devices JAX sees"),
         ]

@@ -1,4 +1,4 @@
-"""Deterministic minibatches from an in-memory `Dataset`, split across processes, prefetched.
+"""Deterministic minibatches from a `Dataset`, split across processes: the rules `safjax.data_loader` runs.
 
 Every minibatch is a pure function of ``(seed, global step)``:
 
@@ -18,11 +18,9 @@ Batches are batch-major: static images ``[B, H, W, C]`` float32, event frames
 
 from __future__ import annotations
 
-import queue
-import threading
+import functools
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -94,27 +92,60 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return num_examples // batch_size
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+    return epoch_order(seed, epoch, num_examples)
+
+
+class TrainBatch:
+    """Global step ``k`` → ``(k, epoch, index_in_epoch, inputs, labels)``: this process's ``rows``
+    of minibatch k of B = ``batch_size`` (global) examples, augmented (`make_batch`) when
+    ``augment``. Picklable, so `safjax.data_loader` runs it in worker processes."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, augment: bool, rows: slice = slice(None)):
+        self.dataset, self.batch_size, self.seed, self.augment, self.rows = dataset, batch_size, seed, augment, rows
+        self.per_epoch = steps_per_epoch(len(dataset), batch_size)
+
+    def __call__(self, step: int) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+        step = int(step)
+        epoch, index = divmod(step, self.per_epoch)
+        order = _cached_order(self.seed, epoch, len(self.dataset))
+        indices = order[index * self.batch_size:(index + 1) * self.batch_size]
+        inputs, labels = make_batch(self.dataset, indices, augment=self.augment, seed=self.seed, epoch=epoch,
+                                    step=step, rows=self.rows)
+        return step, epoch, index, inputs, labels
+
+
+class EvalBatch:
+    """Evaluation batch ``i`` → ``(inputs, labels, num_valid)``: examples ``i·B .. (i+1)·B - 1``,
+    unaugmented, the last batch padded with repeats of the last example (only its first
+    ``num_valid`` rows are real); with ``rows``, this process's part of the batch and of
+    ``num_valid``. Picklable, like `TrainBatch`."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, rows: slice = slice(None)):
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be ≥ 1, got {batch_size}.")
+        self.dataset, self.batch_size, self.rows = dataset, batch_size, rows
+        self.num_batches = -(-len(dataset) // batch_size)
+
+    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+        count = len(self.dataset)
+        positions = np.arange(int(i) * self.batch_size, (int(i) + 1) * self.batch_size)
+        inputs, labels = make_batch(self.dataset, np.minimum(positions, count - 1), augment=False, seed=0,
+                                    epoch=0, step=0, rows=self.rows)
+        return inputs, labels, int((positions < count)[self.rows].sum())
+
+
 def minibatches(dataset: Dataset, *, batch_size: int, seed: int, first_step: int, num_steps: int,
                 augment: bool, rows: slice = slice(None)
                 ) -> Iterator[tuple[int, int, int, np.ndarray, np.ndarray]]:
-    """Yield ``(global_step, epoch, index_in_epoch, inputs, labels)`` for global steps
-    ``first_step .. first_step + num_steps - 1`` of B = ``batch_size`` (global) examples each.
-
-    ``inputs``/``labels`` are this process's ``rows`` of the minibatch (see `make_batch`); with
-    the default ``rows`` they are the whole minibatch.
-    """
+    """Yield ``(global_step, epoch, index_in_epoch, inputs, labels)`` (`TrainBatch`) for global
+    steps ``first_step .. first_step + num_steps - 1``, in this thread (`safjax.data_loader` makes
+    the same minibatches in worker processes)."""
     if first_step < 0 or num_steps < 0:
         raise ValueError(f"`first_step` and `num_steps` must be ≥ 0, got {first_step} and {num_steps}.")
-    per_epoch = steps_per_epoch(len(dataset), batch_size)
-    order, order_epoch = None, None
-    for global_step in range(first_step, first_step + num_steps):
-        epoch, index = divmod(global_step, per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = epoch_order(seed, epoch, len(dataset)), epoch
-        indices = order[index * batch_size:(index + 1) * batch_size]
-        inputs, labels = make_batch(dataset, indices, augment=augment, seed=seed, epoch=epoch,
-                                    step=global_step, rows=rows)
-        yield global_step, epoch, index, inputs, labels
+    batch_of = TrainBatch(dataset, batch_size, seed, augment, rows)
+    return (batch_of(step) for step in range(first_step, first_step + num_steps))
 
 
 def images_per_second(dataset: Dataset, batch_size: int, steps: int, augment: bool) -> float:
@@ -132,77 +163,8 @@ def images_per_second(dataset: Dataset, batch_size: int, steps: int, augment: bo
 
 def eval_batches(dataset: Dataset, batch_size: int, rows: slice = slice(None)
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """Yield ``(inputs, labels, num_valid)`` covering every example once, in order, unaugmented.
-
-    Every batch has ``batch_size`` rows (so a jitted evaluation compiles once): the last one is
-    padded with repeats of the data set's last example, and only its first ``num_valid`` rows are
-    real. With ``rows``, the batch and ``num_valid`` are this process's part of each batch.
-    """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be ≥ 1, got {batch_size}.")
-    num_examples = len(dataset)
-    for start in range(0, num_examples, batch_size):
-        indices = np.minimum(np.arange(start, start + batch_size), num_examples - 1)
-        valid = np.arange(start, start + batch_size) < num_examples
-        inputs, labels = make_batch(dataset, indices, augment=False, seed=0, epoch=0, step=0, rows=rows)
-        yield inputs, labels, int(valid[rows].sum())
-
-
-_DONE = object()
-
-
-class _Failure:
-    def __init__(self, error: BaseException):
-        self.error = error
-
-
-def prefetch(iterator: Iterable[Any], size: int = 2, transfer: Callable[[Any], Any] | None = None
-             ) -> Iterator[Any]:
-    """Yield the items of ``iterator``, produced by a background thread that runs ``size`` items
-    ahead and applies ``transfer`` (e.g. ``lambda b: jax.device_put(b, sharding)``) to each.
-
-    An exception in the producer (or in ``transfer``) is raised here, at the item where it
-    happened. Closing this generator early (``break`` out of a loop, ``.close()``) stops the
-    thread and closes ``iterator``.
-    """
-    if size < 1:
-        raise ValueError(f"`size` must be ≥ 1 items, got {size}.")
-    items: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-    source = iter(iterator)
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in source:
-                if not put(transfer(item) if transfer is not None else item):
-                    return
-            put(_DONE)
-        except BaseException as error:  # noqa: BLE001 - re-raised in the consumer
-            put(_Failure(error))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="safjax-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=10.0)
+    """Yield `EvalBatch`'s ``(inputs, labels, num_valid)`` for every batch, covering every example
+    once, in order, in this thread. Every batch has ``batch_size`` rows, so a jitted evaluation
+    compiles once."""
+    batch_of = EvalBatch(dataset, batch_size, rows)
+    return (batch_of(i) for i in range(batch_of.num_batches))

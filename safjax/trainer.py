@@ -13,7 +13,6 @@ checkpoint a rerun resumes from, and a full disk with one line naming the workdi
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -26,7 +25,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from safjax import (checkpoints, datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
+from safjax import (checkpoints, data_loader, datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
                     precision, parallel, progress, run_record, run_outputs, simulate)
 from safjax import network as network_lib
 from safjax import nn
@@ -69,13 +68,14 @@ def _subset(dataset: datasets.Dataset, size: int, flag: str) -> datasets.Dataset
     if size > len(dataset):
         raise ValueError(f"--{flag}={size} is invalid: the split has only {len(dataset)} examples.")
     chosen = np.sort(np.random.default_rng(0).permutation(len(dataset))[:size])
-    return dataclasses.replace(dataset, inputs=dataset.inputs[chosen], labels=dataset.labels[chosen])
+    return datasets.subset(dataset, chosen)
 
 
 def _make_evaluator(net, network_params, to_time_major, mesh):
-    """``evaluate(params, test_set, batch_size, model_state=None) -> accuracy``: every test example
-    exactly once, in padded global batches sharded like the training data (each process feeds its
-    rows); ``model_state``: the running statistics a Flax model's BatchNorm evaluates with."""
+    """``evaluate(params, test_set, batch_size, model_state=None, workers=0) -> accuracy``: every test
+    example exactly once, in padded global batches sharded like the training data (each process
+    feeds its rows), made by ``workers`` data processes; ``model_state``: the running statistics a
+    Flax model's BatchNorm evaluates with."""
     batch_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS))
 
     @jax.jit
@@ -85,10 +85,10 @@ def _make_evaluator(net, network_params, to_time_major, mesh):
         hits = (jnp.argmax(outputs.sum(0), -1) == labels) & valid
         return jnp.sum(hits)
 
-    def evaluate(params, test_set, batch_size, model_state=None):
+    def evaluate(params, test_set, batch_size, model_state=None, workers=0):
         rows = input_pipeline.process_rows(batch_size, jax.process_index(), jax.process_count())
         total = 0
-        for inputs, labels, num_valid in input_pipeline.eval_batches(test_set, batch_size, rows):
+        for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size, rows, workers):
             valid = np.arange(len(labels)) < num_valid  # padding sits at the end of each slice
             arrays = [jax.make_array_from_process_local_data(batch_sharding, a)
                       for a in (inputs, labels, valid)]
@@ -283,7 +283,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
     eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
 
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
-    first_step, history, resumed_epoch_losses, first_loss, before = 0, [], [], None, {}
+    first_step, history, resumed_epoch_losses, first_loss, before, saved_data = 0, [], [], None, {}, None
     if checkpointer:
         restored = checkpointer.restore_latest({"params": params, "opt_state": opt_state}, log=_log)
         if restored:
@@ -298,6 +298,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
             resumed_epoch_losses = meta["epoch_losses"]  # losses of the epoch the run stopped in
             first_loss = meta.get("first_loss")
             before = meta.get("totals", {})  # time, examples and memory of the earlier attempts
+            saved_data = meta.get("data")  # the input pipeline's position (none in older checkpoints)
             _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
     if config.workdir and jax.process_index() == 0:
         run_record.save(config.workdir, run_record.record(config, num_devices))
@@ -320,11 +321,9 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
                 jax.make_array_from_process_local_data(step.inputs_sharding, inputs),
                 jax.make_array_from_process_local_data(step.labels_sharding, labels))
 
-    batches = input_pipeline.prefetch(
-        input_pipeline.minibatches(train_set, batch_size=config.batch_size, seed=config.seed,
-                                   first_step=first_step, num_steps=total_steps - first_step,
-                                   augment=config.augment, rows=rows),
-        size=2, transfer=transfer)
+    workers = data_loader.resolve_workers(config.data_workers, train_set)
+    batches = _train_batches(config, train_set, first_step, total_steps, rows, workers, transfer,
+                             saved_data)
     clipping = f", gradients clipped to norm {config.gradient_clip:g}" if config.gradient_clip else ""
     settings = ", ".join(f"{k}={v!r}" for k, v in method.settings)
     _log(f"{config.method}{f'({settings})' if settings else ''} on {config.dataset} ({len(train_set)} train / {len(test_set)} test), "
@@ -357,6 +356,9 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
 
     try:
         for global_step, epoch, index, inputs, labels in batches:
+            if global_step != at:  # guards the restored iterator state: never train on the wrong minibatch
+                raise RuntimeError(f"the input pipeline yielded minibatch {global_step + 1} where {at + 1} was "
+                                   "due: rerun with another --data_workers to restart it from the checkpoint.")
             tick, at = time.time(), global_step + 1
             if compiled is None:
                 _log("compiling the training step …", end="")
@@ -395,7 +397,8 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
             if index == steps_per_epoch - 1:
                 meter.close()
                 meter = None
-                accuracy = evaluate(params, test_set, eval_batch, parallel.model_state(net, opt_state))
+                accuracy = evaluate(params, test_set, eval_batch, parallel.model_state(net, opt_state),
+                                    data_loader.resolve_workers(config.data_workers, test_set))
                 rates = [round(float(r), 4) for r in metrics.firing_rates]
                 history.append({"step": done, "epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
                                 "test_accuracy": accuracy, "firing_rates": rates,
@@ -414,7 +417,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
                 with checkpoints.interrupts_deferred():  # Ctrl-C: after the save, which it then names
                     checkpointer.save(done, {"params": params, "opt_state": opt_state},
                                       {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss,
-                                       "totals": totals_so_far()})
+                                       "totals": totals_so_far(), "data": _data_state(batches, done)})
                     last_saved = done
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(config.workdir, at, total_steps, last_saved)) from None
@@ -465,6 +468,33 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
     return results
 
 
+def _data_state(batches: data_loader.TrainBatches, next_step: int) -> dict:
+    """What a checkpoint keeps of the input pipeline: its grain iterator state (the position of
+    minibatch ``next_step``) and the worker and process counts that state is valid for."""
+    return {"next_step": next_step, "workers": batches.workers, "processes": jax.process_count(),
+            "iterator": batches.state()}
+
+
+def _train_batches(config: ExperimentConfig, train_set, first_step: int, total_steps: int, rows: slice,
+                   workers: int, transfer, saved: dict | None) -> data_loader.TrainBatches:
+    """The run's minibatches from ``first_step`` on: from the checkpoint's iterator state ``saved``
+    (`_data_state`) when it was saved with this many workers and processes, else started at
+    ``first_step`` (the same minibatches: each is a function of (seed, step) alone)."""
+
+    def start(state):
+        return data_loader.train_batches(train_set, batch_size=config.batch_size, seed=config.seed,
+                                         first_step=first_step, total_steps=total_steps, augment=config.augment,
+                                         rows=rows, workers=workers, transfer=transfer, state=state)
+
+    usable = (saved is not None and saved.get("next_step") == first_step and saved.get("workers") == workers
+              and saved.get("processes") == jax.process_count())
+    if saved is not None and not usable:
+        _log(f"note: the checkpoint's data-pipeline state is for {saved.get('workers')} data worker(s) and "
+             f"{saved.get('processes')} process(es), this run has {workers} and {jax.process_count()}: the "
+             f"pipeline restarts at minibatch {first_step} (the same minibatches).")
+    return start(saved["iterator"] if usable else None)
+
+
 def _memory_figures(compiled) -> dict:
     """Per-device bytes of the compiled step (XLA's memory analysis; deterministic)."""
     analysis = compiled.memory_analysis()
@@ -503,7 +533,7 @@ def test_set_operations(net, params, test_set, to_time_major, batch_size) -> dic
     from safjax import energy
 
     batches = ((to_time_major(jnp.asarray(inputs)), num_valid)
-               for inputs, _, num_valid in input_pipeline.eval_batches(test_set, batch_size))
+               for inputs, _, num_valid in data_loader.eval_batches(test_set, batch_size))
     return energy.dataset_report(net, jax.device_get(params), batches, analog_input=not test_set.temporal)
 
 

@@ -1,5 +1,5 @@
 """The image data pipeline: CIFAR through TFDS, class-per-folder images, augmentation,
-deterministic minibatches, prefetch. No network: TFDS data is mocked or written locally."""
+deterministic minibatches (their grain execution: tests/test_data_loader.py). No network: TFDS data is mocked or written locally."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pickle
 import re
 import socket
 import tarfile
-import threading
 
 import chex
 import numpy as np
@@ -623,56 +622,6 @@ def test_eval_batches_cover_every_example_once():
     halves = [list(input_pipeline.eval_batches(dataset, 8, rows=input_pipeline.process_rows(8, p, 2)))
               for p in range(2)]
     assert [n for _, _, n in halves[0]] == [4, 4, 4] and [n for _, _, n in halves[1]] == [4, 4, 1]
-
-
-def test_prefetch_same_items_transfer_and_errors():
-    assert list(input_pipeline.prefetch(iter(range(20)), size=3)) == list(range(20))
-    assert list(input_pipeline.prefetch(range(5), transfer=lambda x: 10 * x)) == [0, 10, 20, 30, 40]
-
-    def failing():
-        yield 1
-        yield 2
-        raise RuntimeError("broken input")
-
-    items = input_pipeline.prefetch(failing())
-    assert [next(items), next(items)] == [1, 2]  # the items before the failure arrive first
-    with pytest.raises(RuntimeError, match="broken input"):
-        next(items)
-
-
-def test_prefetch_transfers_onto_a_sharding():
-    import jax
-
-    mesh = jax.make_mesh((len(jax.devices()),), ("data",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    dataset = _images_dataset()
-    batches = input_pipeline.minibatches(dataset, batch_size=8, seed=0, first_step=0, num_steps=3, augment=True)
-    expected = _collect(input_pipeline.minibatches(dataset, batch_size=8, seed=0, first_step=0, num_steps=3,
-                                                   augment=True))
-    moved = input_pipeline.prefetch(batches, transfer=lambda b: (*b[:3], *jax.device_put(b[3:], sharding)))
-    for (step, _, _, inputs, labels), want in zip(moved, expected, strict=True):
-        assert inputs.sharding == sharding and step == want[0]
-        np.testing.assert_array_equal(np.asarray(inputs), want[3])
-        np.testing.assert_array_equal(np.asarray(labels), want[4])
-
-
-def test_prefetch_stops_when_the_consumer_stops():
-    closed = threading.Event()
-
-    def endless():
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-        finally:
-            closed.set()
-
-    batches = input_pipeline.prefetch(endless(), size=2)
-    assert [next(batches) for _ in range(3)] == [0, 1, 2]
-    batches.close()
-    assert closed.wait(5.0)
-    assert not [t for t in threading.enumerate() if t.name == "safjax-prefetch" and t.is_alive()]
 
 
 # ----------------------------------------------------------------------------- the real CIFAR-10
