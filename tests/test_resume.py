@@ -18,12 +18,28 @@ from safjax.checkpoints import Checkpointer
 FLAGS = ["--epochs=2", "--checkpoint_every=5", "--time_steps=2"]
 
 
-def _command(workdir):
-    return [sys.executable, "-m", "experiments.train", f"--workdir={workdir}"] + FLAGS
+def _command(workdir, extra=()):
+    return [sys.executable, "-m", "experiments.train", f"--workdir={workdir}"] + FLAGS + list(extra)
 
 
-def _run(workdir):
-    run = subprocess.run(_command(workdir), capture_output=True, text=True)
+def _streamed_folder(root):
+    """Flags training on a streamed image folder (8×8 PNGs, 3 classes × 40 train / 10 test) written
+    under ``root``, with one data worker process."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 40), ("test", 10)):
+        for label in range(3):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 80, (8, 8, 3)) + 80 * label
+                Image.fromarray(image.astype(np.uint8)).save(folder / f"{i:02d}.png")
+    return [f"--dataset=image_folder:{root}", "--model=digits_mlp", "--batch_size=8", "--data_workers=1"]
+
+
+def _run(workdir, extra=()):
+    run = subprocess.run(_command(workdir, extra), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout
 
@@ -46,24 +62,34 @@ def _same_results(a, b):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_identical_results(tmp_path):
+@pytest.mark.parametrize("data", ["digits", "streamed image folder"])
+def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, data):
+    """SIGKILLed after its first checkpoint, rerun: identical results (and, with a data worker, the
+    iterator state restored from the checkpoint and no worker left behind by the killed run)."""
+    import psutil
+
+    monkeypatch.setenv("SAFJAX_CACHE_DIR", str(tmp_path / "cache"))
+    extra = _streamed_folder(tmp_path / "images") if data != "digits" else []
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     # The uninterrupted reference run goes on alongside the killed and the resumed run (each is
     # mostly start-up and compilation, one core each): the test takes two runs' time, not three.
-    reference_run = subprocess.Popen(_command(reference), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    reference_run = subprocess.Popen(_command(reference, extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
     try:
-        process = subprocess.Popen(_command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(_command(killed, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while time.time() < deadline and process.poll() is None:
             steps = os.listdir(killed / "checkpoints") if (killed / "checkpoints").exists() else []
             if any(s.isdigit() for s in steps):
                 break
             time.sleep(0.02)
+        workers = psutil.Process(process.pid).children(recursive=True)
         process.send_signal(signal.SIGKILL)
         process.wait()
         assert not (killed / "results.json").exists(), "the run finished before it could be killed"
-        assert "resumed from" in _run(killed)
+        assert psutil.wait_procs(workers, timeout=10)[1] == []  # no data worker outlives the run
+        resumed = _run(killed, extra)
+        assert "resumed from" in resumed and "data-pipeline state" not in resumed
         _, stderr = reference_run.communicate(timeout=300)
         assert reference_run.returncode == 0, stderr[-2000:]
     finally:

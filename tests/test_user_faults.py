@@ -374,3 +374,18 @@ def test_raster_panels_take_layer_names(tmp_path):
     plots.spike_raster(spikes, str(tmp_path / "r.png"), title="t", layer_names=["conv 1 (10)", "dense 1 (5)"])
     with pytest.raises(ValueError, match="`layer_names` has 1 names for 2 layers"):
         plots.spike_raster(spikes, str(tmp_path / "r.png"), layer_names=["x"])
+
+
+@pytest.mark.slow  # four short digits runs, two with worker processes (~30 s)
+def test_data_workers_change_nothing_and_may_change_on_resume(tmp_path, capsys):
+    """--data_workers is free: 0 and 2 workers train identically, and a run extended with another
+    count restarts its pipeline at the checkpoint (one note) and still equals an uninterrupted run."""
+    threads = trainer.train_and_evaluate(_config(tmp_path / "threads", data_workers=0))
+    workers = trainer.train_and_evaluate(_config(tmp_path / "workers", data_workers=2))
+    assert workers["train_loss_history"] == threads["train_loss_history"]
+    assert workers["test_accuracy"] == threads["test_accuracy"]
+    capsys.readouterr()
+    extended = trainer.train_and_evaluate(_config(tmp_path / "workers", data_workers=0, epochs=2))
+    assert "the checkpoint's data-pipeline state is for 2 data worker(s)" in capsys.readouterr().out
+    straight = trainer.train_and_evaluate(_config(tmp_path / "straight", data_workers=0, epochs=2))
+    assert extended["train_loss_history"] == straight["train_loss_history"]
