@@ -11,11 +11,14 @@ import sys
 import numpy as np
 import pytest
 
+import streamed_folder
+
 FLAGS = ["--epochs=2", "--batch_size=32", "--checkpoint_every=30"]
 
 
-def _env(devices: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+def _env(devices: int, tmp_path) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               SAFJAX_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("JAX_ENABLE_X64", None)
     return env
 
@@ -27,19 +30,26 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path):
+@pytest.mark.parametrize("data", ["digits", "streamed image folder"])
+def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path, data):
+    """On a streamed image folder each process runs its own data worker process (the single
+    process: threads), and each reads its own rows' files."""
     command = [sys.executable, "-m", "experiments.train"] + FLAGS
+    workers_flag = []
+    if data != "digits":
+        command += streamed_folder.write(tmp_path / "images")
+        workers_flag = ["--data_workers=1"]
     port = _free_port()
     workers = [
-        subprocess.Popen(command + ["--distributed", f"--coordinator_address=localhost:{port}",
+        subprocess.Popen(command + workers_flag + ["--distributed", f"--coordinator_address=localhost:{port}",
                                     "--num_processes=2", f"--process_id={i}", f"--workdir={tmp_path / 'two'}"],
-                         env=_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         env=_env(2, tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]
     for worker in workers:
         _, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-2000:]
-    single = subprocess.run(command + [f"--workdir={tmp_path / 'one'}"], env=_env(4),
+    single = subprocess.run(command + ["--data_workers=0", f"--workdir={tmp_path / 'one'}"], env=_env(4, tmp_path),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
     two = json.loads((tmp_path / "two" / "results.json").read_text())

@@ -15,27 +15,13 @@ import pytest
 
 from safjax.checkpoints import Checkpointer
 
+import streamed_folder
+
 FLAGS = ["--epochs=2", "--checkpoint_every=5", "--time_steps=2"]
 
 
 def _command(workdir, extra=()):
     return [sys.executable, "-m", "experiments.train", f"--workdir={workdir}"] + FLAGS + list(extra)
-
-
-def _streamed_folder(root):
-    """Flags training on a streamed image folder (8×8 PNGs, 3 classes × 40 train / 10 test) written
-    under ``root``, with one data worker process."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 40), ("test", 10)):
-        for label in range(3):
-            folder = root / split / f"class{label}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                image = rng.integers(0, 80, (8, 8, 3)) + 80 * label
-                Image.fromarray(image.astype(np.uint8)).save(folder / f"{i:02d}.png")
-    return [f"--dataset=image_folder:{root}", "--model=digits_mlp", "--batch_size=8", "--data_workers=1"]
 
 
 def _run(workdir, extra=()):
@@ -69,7 +55,8 @@ def test_killed_run_resumes_to_identical_results(tmp_path, monkeypatch, data):
     import psutil
 
     monkeypatch.setenv("SAFJAX_CACHE_DIR", str(tmp_path / "cache"))
-    extra = _streamed_folder(tmp_path / "images") if data != "digits" else []
+    extra = [] if data == "digits" else streamed_folder.write(tmp_path / "images") + ["--batch_size=8",
+                                                                                      "--data_workers=1"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     # The uninterrupted reference run goes on alongside the killed and the resumed run (each is
     # mostly start-up and compilation, one core each): the test takes two runs' time, not three.
