@@ -5,6 +5,12 @@ from __future__ import annotations
 
 _CIFAR = dict(time_steps=6, batch_size=128, optimizer="sgd", learning_rate=0.1, momentum=0.9,
               schedule="cosine", epochs=300, mse_weight=0.05, augment=True)
+# ImageNet-2012 (TFDS ArrayRecord files, see README): ResNet-34, T = 6, batch 256, SGD 0.1 momentum 0.9, cosine
+# over 100 epochs, the ImageNet recipe at 224×224 (random-resized crop + flip; resize 256 + centre crop to test);
+# the loss as the CIFAR presets (γ = 0.05).
+_IMAGENET = dict(dataset="imagenet2012", model="resnet34", time_steps=6, batch_size=256, optimizer="sgd",
+                 learning_rate=0.1, momentum=0.9, schedule="cosine", epochs=100, mse_weight=0.05, augment=True,
+                 image_size=224)
 
 PRESETS: dict[str, dict] = {
     # The README's main job (also the flag defaults).
@@ -25,6 +31,12 @@ PRESETS: dict[str, dict] = {
     "dvs_gesture_vgg": dict(method="saf_e", dataset="dvs_gesture", model="vgg11_sws", time_steps=20,
                             batch_size=16, optimizer="adam", learning_rate=1e-3, epochs=300,
                             mse_weight=0.05, augment=False),
+    # OTTT's ImageNet setting (its NF-ResNet-34: resnet34's default scaled-WS form, with the 7×7 stride-2
+    # stem it takes for 224² inputs), trained online with SAF-E
+    # (OTTT_O's gradient); --method=ottt_o or ottt_a trains it with OTTT itself.
+    "imagenet_resnet34_online": dict(_IMAGENET, method="saf_e"),
+    # SLTT's ImageNet setting: its BatchNorm ResNet-34, T = 6, SLTT.
+    "imagenet_resnet34_sltt": dict(_IMAGENET, method="sltt", model="resnet34_bn"),
     # TL-BPTT on the embedded event digits (docs/methods.md §7): K = 2, blocks of 2 spiking layers.
     "digits_events_tlbptt": dict(method="tbptt", dataset="digits_events", model="event_conv",
                                  time_steps=8, truncation=2, block_size=2, epochs=10),

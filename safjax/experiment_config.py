@@ -24,6 +24,7 @@ DEFAULT_MODELS = {
     "cifar10_dvs": "vgg11_sws",
     "dvs_gesture": "vgg11_sws",
     "nmnist": "digits_mlp",
+    "imagenet2012": "resnet34",
 }
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -63,7 +64,12 @@ class ExperimentConfig:
     schedule: str = _field("constant", "Learning-rate schedule: 'constant' or 'cosine' (to 0 over the epochs, stepped once per epoch).")
     train_examples: int = _field(0, "Train on a fixed random subset of this many examples (0 = all): quick checks on CPU.")
     test_examples: int = _field(0, "Evaluate on a fixed random subset of this many test examples (0 = all).")
-    augment: bool = _field(True, "Random crop (pad 4), flip and cutout, for data sets where they apply (CIFAR, image folders).")
+    augment: bool = _field(True, "Training augmentation where it applies: random crop (pad 4), flip and cutout (CIFAR, image folders "
+                          "at their stored size); random-resized crop and flip with --image_size (ImageNet).")
+    image_size: int = _field(0, "0 = images at their stored size (every image one size; the CIFAR recipe: pad-crop, "
+                             "flip, cutout); S > 0 = the ImageNet recipe for images of any size: a random-resized "
+                             "crop to S×S and a flip for training, a resize to S/0.875 and the centre S×S crop for "
+                             "evaluation (image folders and imagenet2012; imagenet2012 uses 224 when 0).")
     seed: int = _field(0, "Seed for initialisation, data order and augmentation.")
     neuron: str = _field("lif", "Neuron model: {neurons}.")
     leak: float = _field(0.5, "LIF leak λ in (0, 1].")
@@ -163,6 +169,7 @@ class ExperimentConfig:
             (self.unroll >= 0, "unroll", "0 (fully unrolled) or a factor ≥ 1"),
             (self.checkpoint_every >= 1, "checkpoint_every", "an integer ≥ 1 (minibatches)"),
             (self.log_every >= 1, "log_every", "an integer ≥ 1 (minibatches)"),
+            (self.image_size >= 0, "image_size", "0 (images at their stored size) or a side S ≥ 1 in pixels"),
             (self.train_examples >= 0, "train_examples", "0 (all) or a number of examples ≥ 1"),
             (self.test_examples >= 0, "test_examples", "0 (all) or a number of examples ≥ 1"),
             (self.eval_batch_size >= 1, "eval_batch_size", "an integer ≥ 1"),

@@ -19,7 +19,6 @@ Batches are batch-major: static images ``[B, H, W, C]`` float32, event frames
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -58,16 +57,39 @@ def make_batch(dataset: Dataset, indices: np.ndarray, *, augment: bool, seed: in
     ``mean``/``std``, normalised per channel. Float images skip the scaling. Event frames
     (``dataset.temporal``) pass through as float32, unaugmented and unnormalised.
 
+    With ``dataset.image_size`` S (images of varying sizes: the ImageNet recipe), each of this
+    process's rows reads its example ``key`` (its index in ``dataset``) with
+    ``dataset.inputs.read(key)`` and cuts an S×S view of it: `image_recipes.train_view` with
+    ``default_rng((seed, epoch, key))`` when ``augment and dataset.augment`` (so an example's crop
+    and flip depend on neither its batch nor the process and worker counts), else
+    `image_recipes.eval_view`; then scaled and normalised as above.
+
     Returns ``(inputs [b, H, W, C] or [b, T, H, W, C] float32, labels [b] int32)`` with
     b the length of ``rows``.
     """
     indices = np.asarray(indices)
     local = indices[rows]
     labels = dataset.labels[local].astype(np.int32, copy=False)
-    inputs = dataset.inputs[local]
+    if dataset.image_size is not None:  # one view per row, a few threads for large images
+        from safjax import image_recipes
+        from safjax.datasets.image_files import ordered_map
+
+        size, train_views = dataset.image_size, augment and dataset.augment
+
+        def view(key: int) -> np.ndarray:
+            image = dataset.inputs.read(key)
+            if train_views:
+                return image_recipes.train_view(image, np.random.default_rng((seed, epoch, key)), size)
+            return image_recipes.eval_view(image, size)
+
+        inputs = np.empty((len(local), *dataset.inputs.shape[1:]), np.uint8)
+        for row, image in enumerate(ordered_map(view, [int(key) for key in local], size * size)):
+            inputs[row] = image
+    else:
+        inputs = dataset.inputs[local]
     if dataset.temporal:
         return inputs.astype(np.float32, copy=False), labels
-    if augment and dataset.augment:
+    if augment and dataset.augment and dataset.image_size is None:
         rng = np.random.default_rng((seed, epoch, step))
         params = augment_lib.sample_standard(rng, len(indices), dataset.inputs.shape[1:3])
         inputs = augment_lib.standard_at(inputs, params.rows(rows))
@@ -146,19 +168,6 @@ def minibatches(dataset: Dataset, *, batch_size: int, seed: int, first_step: int
         raise ValueError(f"`first_step` and `num_steps` must be ≥ 0, got {first_step} and {num_steps}.")
     batch_of = TrainBatch(dataset, batch_size, seed, augment, rows)
     return (batch_of(step) for step in range(first_step, first_step + num_steps))
-
-
-def images_per_second(dataset: Dataset, batch_size: int, steps: int, augment: bool) -> float:
-    """Images/s that `minibatches` produces on this thread over ``steps`` minibatches of
-    ``batch_size`` (the first, untimed, is made before), with or without augmentation: the host
-    side of training alone (`experiments/pipeline_throughput.py`)."""
-    batches = minibatches(dataset, batch_size=batch_size, seed=0, first_step=0, num_steps=steps + 1,
-                          augment=augment)
-    next(batches)
-    start = time.perf_counter()
-    for _ in batches:
-        pass
-    return steps * batch_size / (time.perf_counter() - start)
 
 
 def eval_batches(dataset: Dataset, batch_size: int, rows: slice = slice(None)

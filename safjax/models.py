@@ -289,13 +289,14 @@ class SpikingResNet(nnx.Module):
 def _resnet(blocks, rngs, neuron, leak, threshold, num_classes, input_shape, width, dropout, reset, norm, stem):
     if len(input_shape) != 3:
         raise ValueError(f"a ResNet takes images: `input_shape` must be (H, W, C), got {input_shape}.")
+    stem = stem or ("imagenet" if min(input_shape[:2]) >= 128 else "cifar")
     return SpikingResNet(blocks, lambda: neuron_module(neuron, leak, threshold, reset), rngs, num_classes,
                          input_shape[-1], width, dropout, norm, stem)
 
 
 def resnet18(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
              num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3), width: float = 1.0,
-             dropout: float = 0.0, reset: str = "soft", norm: str = "sws", stem: str = "cifar") -> SpikingResNet:
+             dropout: float = 0.0, reset: str = "soft", norm: str = "sws", stem: str = "") -> SpikingResNet:
     """Spiking ResNet-18 (`SpikingResNet`, [2, 2, 2, 2] BasicBlocks of 64, 128, 256, 512 channels ×
     ``width``), a plain Flax model stepping one time step (train it with `safjax.make_train_step` or
     ``experiments.train --model=resnet18``).
@@ -312,7 +313,8 @@ def resnet18(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: 
     statistics are not affine in the cells' signals).
 
     ``dropout > 0``: ``nnx.Dropout`` after each block's output cell (the engine holds one mask over
-    T). ``stem``: ``"cifar"`` (3×3 conv) or ``"imagenet"`` (7×7 stride-2 conv, 2×2 average pool).
+    T). ``stem``: ``"cifar"`` (3×3 conv) or ``"imagenet"`` (7×7 stride-2 conv, 2×2 average pool);
+    ``""``: ``"imagenet"`` for inputs of 128 pixels or more a side (ImageNet's 224²), else ``"cifar"``.
     """
     return _resnet((2, 2, 2, 2), rngs, neuron, leak, threshold, num_classes, input_shape, width, dropout,
                    reset, norm, stem)
@@ -320,10 +322,17 @@ def resnet18(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: 
 
 def resnet34(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
              num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3), width: float = 1.0,
-             dropout: float = 0.0, reset: str = "soft", norm: str = "sws", stem: str = "cifar") -> SpikingResNet:
+             dropout: float = 0.0, reset: str = "soft", norm: str = "sws", stem: str = "") -> SpikingResNet:
     """Spiking ResNet-34: `resnet18` with [3, 4, 6, 3] BasicBlocks."""
     return _resnet((3, 4, 6, 3), rngs, neuron, leak, threshold, num_classes, input_shape, width, dropout,
                    reset, norm, stem)
+
+
+def resnet34_bn(rngs: nnx.Rngs, neuron: str = "lif", leak: float = 0.5, threshold: float = 1.0,
+                num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3), width: float = 1.0,
+                dropout: float = 0.0, reset: str = "soft") -> SpikingResNet:
+    """`resnet34` with BatchNorm (``norm="batchnorm"``): SLTT's ResNet-34 (bptt, tbptt, sltt, sltt_k)."""
+    return resnet34(rngs, neuron, leak, threshold, num_classes, input_shape, width, dropout, reset, norm="batchnorm")
 
 
 MODELS = {
@@ -335,6 +344,7 @@ MODELS = {
     "reference_conv": reference_conv,
     "resnet18": resnet18,
     "resnet34": resnet34,
+    "resnet34_bn": resnet34_bn,
 }
 
 

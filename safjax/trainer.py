@@ -51,9 +51,9 @@ def _time_major(temporal: bool, time_steps: int):
 
 def _load_data(config: ExperimentConfig):
     train_set = datasets.load(config.dataset, "train", data_dir=config.data_dir or None,
-                              time_steps=config.time_steps)
+                              time_steps=config.time_steps, image_size=config.image_size)
     test_set = datasets.load(config.dataset, "test", data_dir=config.data_dir or None,
-                             time_steps=config.time_steps)
+                             time_steps=config.time_steps, image_size=config.image_size)
     if train_set.temporal and train_set.time_steps != config.time_steps:
         raise ValueError(f"--time_steps={config.time_steps} is invalid: the {config.dataset} frames "
                          f"have T = {train_set.time_steps}.")

@@ -1,19 +1,21 @@
 """Data sets by name. ``digits`` (and ``digits_events``) are embedded and work offline.
 
-``load(name, split, data_dir=..., time_steps=...)`` returns a `Dataset`. Loaders are imported
-lazily so that optional dependencies (tensorflow-datasets, tonic) are only needed by the data
-sets that use them.
+``load(name, split, data_dir=..., time_steps=..., image_size=...)`` returns a `Dataset`. Loaders
+are imported lazily so that optional dependencies (tensorflow-datasets, tonic) are only needed by
+the data sets that use them.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from safjax.datasets.base import Dataset, subset
 from safjax.datasets.digits import load_digits
 
 # name → "module:function" (imported on first use) or the function itself; every function is
-# load(split, *, data_dir, time_steps) -> Dataset. A new data set is one line here (docs/extending.md).
+# load(split, *, data_dir, time_steps) -> Dataset (plus ``image_size`` for those that take it: the
+# ImageNet recipe). A new data set is one line here (docs/extending.md).
 LOADERS = {
     "digits": "safjax.datasets.digits:load",
     "cifar10": "safjax.datasets.tfds_images:load_cifar10",
@@ -22,6 +24,7 @@ LOADERS = {
     "nmnist": "safjax.datasets.neuromorphic:load_nmnist",
     "dvs_gesture": "safjax.datasets.neuromorphic:load_dvs_gesture",
     "cifar10_dvs": "safjax.datasets.neuromorphic:load_cifar10_dvs",
+    "imagenet2012": "safjax.datasets.tfds_stream:load_imagenet2012",
 }
 IMAGE_FOLDER_PREFIX = "image_folder:"
 
@@ -31,15 +34,19 @@ def is_known(name: str) -> bool:
     return name in LOADERS or (name.startswith(IMAGE_FOLDER_PREFIX) and len(name) > len(IMAGE_FOLDER_PREFIX))
 
 
-def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int | None = None) -> Dataset:
+def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int | None = None,
+         image_size: int = 0) -> Dataset:
     """Load ``split`` ("train" or "test") of data set ``name``.
 
     ``time_steps`` is used by event data sets (frames per example); static image sets ignore it.
+    ``image_size`` S > 0 asks for the ImageNet recipe (S×S views of images of any size,
+    `safjax.image_recipes`); image folders and the loaders with an ``image_size`` argument
+    (imagenet2012) take it, the others ignore it.
     """
     if name.startswith(IMAGE_FOLDER_PREFIX):
         from safjax.datasets import image_folder
 
-        return image_folder.load(name[len(IMAGE_FOLDER_PREFIX):], split)
+        return image_folder.load(name[len(IMAGE_FOLDER_PREFIX):], split, image_size=image_size)
     if name not in LOADERS:
         raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(LOADERS)} "
                          f"or '{IMAGE_FOLDER_PREFIX}<root>'.")
@@ -47,6 +54,8 @@ def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int 
     if isinstance(loader, str):
         module_name, function_name = loader.split(":")
         loader = getattr(importlib.import_module(module_name), function_name)
+    if "image_size" in inspect.signature(loader).parameters:
+        return loader(split, data_dir=data_dir, time_steps=time_steps, image_size=image_size)
     return loader(split, data_dir=data_dir, time_steps=time_steps)
 
 

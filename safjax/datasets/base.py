@@ -21,6 +21,11 @@ class Dataset:
     data set, e.g. `safjax.datasets.image_files.ImageFiles`): it has ``shape``, ``dtype`` and
     ``ndim``, ``inputs[indices]`` returns those examples as a NumPy array, and
     ``inputs.take(indices)`` returns the lazy subset (see `subset`).
+
+    ``image_size=S`` (the ImageNet recipe, `safjax.image_recipes`): the images differ in size;
+    ``inputs.read(i)`` returns example i as its own ``[H_i, W_i, C]`` uint8, ``inputs.shape`` is
+    ``(N, S, S, C)``, the size of the views `safjax.input_pipeline.make_batch` cuts from them
+    (random-resized crops for training, centre crops for evaluation).
     """
 
     name: str
@@ -31,6 +36,7 @@ class Dataset:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     augment: bool = False
+    image_size: int | None = None
 
     def __post_init__(self):
         expected_rank = 5 if self.temporal else 4
@@ -40,6 +46,12 @@ class Dataset:
         if self.labels.shape != (self.inputs.shape[0],):
             raise ValueError(f"{self.name}: labels must be [N] = [{self.inputs.shape[0]}], "
                              f"got shape {self.labels.shape}.")
+        if self.image_size is not None:
+            size = self.image_size
+            if self.temporal or not hasattr(self.inputs, "read") or tuple(self.inputs.shape[1:3]) != (size, size):
+                raise ValueError(f"{self.name}: image_size={size} needs static images read one at a time "
+                                 f"(inputs.read(i)) and inputs.shape (N, {size}, {size}, C), got "
+                                 f"{type(self.inputs).__name__} of shape {self.inputs.shape}.")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

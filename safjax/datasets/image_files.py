@@ -5,6 +5,10 @@ its images and their shape; ``files[indices]`` decodes those files with Pillow (
 for a batch of large images: Pillow releases the GIL while decoding) and returns a NumPy array
 in index order.
 An `ImageFiles` pickles to its paths and shape, so it can be sent to data-loader worker processes.
+
+With ``image_size=S`` the files may differ in size (the ImageNet recipe, `safjax.image_recipes`):
+``files.read(i)`` returns example i at its own size, ``shape`` is ``(N, S, S, C)`` (the size of
+the views `safjax.input_pipeline.make_batch` makes) and ``files[indices]`` is refused.
 """
 
 from __future__ import annotations
@@ -84,25 +88,36 @@ class ImageFiles:
     ``files[i]`` is ``[H, W, C]``; ``files[slice]`` and ``files[indices]`` (a 1-D integer array,
     or a boolean mask) are ``[n, H, W, C]`` in index order. ``files.take(indices)`` is the lazy
     subset. ``np.asarray(files)`` is refused: index it to decode (``files[:]`` for all).
+    ``files.read(i)`` is example i as decoded, ``[H_i, W_i, C]``, its size unchecked.
+
+    ``image_size=S`` (then ``height`` and ``width`` are ignored): images of any sizes, read one at
+    a time with ``read`` and made ``S``×``S`` by the ImageNet recipe; ``shape`` is ``(N, S, S, C)``
+    and indexing is refused.
     """
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
     def __init__(self, paths: Sequence[str], height: int, width: int, channels: int, *,
-                 name: str, size_source: str):
+                 name: str, size_source: str = "", image_size: int | None = None):
         if channels not in (1, 3):
             raise ValueError(f"{name}: channels must be 1 or 3, got {channels}.")
+        if image_size is not None:
+            if image_size < 1:
+                raise ValueError(f"{name}: image_size must be ≥ 1, got {image_size}.")
+            height = width = image_size = int(image_size)
         self.paths = tuple(str(path) for path in paths)
         self.shape = (len(self.paths), int(height), int(width), int(channels))
         self.name = name
         self.size_source = size_source
+        self.image_size = image_size
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        return f"ImageFiles({self.name}, shape={self.shape})"
+        sizes = "" if self.image_size is None else ", images of varying sizes"
+        return f"ImageFiles({self.name}, shape={self.shape}{sizes})"
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError(f"{self!r} decodes its files when indexed: use files[indices] "
@@ -127,6 +142,17 @@ class ImageFiles:
             raise IndexError(f"index {positions[bad][0]} is out of range for {len(self)} examples of {self.name}.")
         return np.where(positions < 0, positions + len(self), positions)
 
+    def read(self, index: int) -> np.ndarray:
+        """Example ``index`` as decoded, ``[H_i, W_i, C]`` uint8 at its own size (RGB or
+        grayscale as ``shape[3]`` says); a file Pillow cannot decode is refused in one line
+        naming the example and its path."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"{self.name}: read takes one integer index, got {index!r}.")
+        position = int(index) + (len(self) if index < 0 else 0)
+        if not 0 <= position < len(self):
+            raise IndexError(f"index {index} is out of range for {len(self)} examples of {self.name}.")
+        return read_example(self.paths[position], self.shape[3], position, self.name)
+
     def _read(self, position: int) -> np.ndarray:
         """Example ``position`` as ``[H, W, C]`` uint8, its size checked."""
         path = self.paths[position]
@@ -139,6 +165,10 @@ class ImageFiles:
         return array
 
     def __getitem__(self, index) -> np.ndarray:
+        if self.image_size is not None:
+            raise TypeError(f"{self!r} holds images of varying sizes: read one with files.read(i); "
+                            "input_pipeline.make_batch makes them {0}×{0} with the ImageNet recipe "
+                            "(safjax.image_recipes).".format(self.image_size))
         if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
             position = int(index) + (len(self) if index < 0 else 0)
             if not 0 <= position < len(self):
@@ -155,4 +185,4 @@ class ImageFiles:
         positions = self._positions(indices)
         name = self.name if self.name.startswith("a subset of ") else f"a subset of {self.name}"
         return ImageFiles([self.paths[p] for p in positions.tolist()], *self.shape[1:], name=name,
-                          size_source=self.size_source)
+                          size_source=self.size_source, image_size=self.image_size)

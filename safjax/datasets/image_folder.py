@@ -20,6 +20,10 @@ in memory. What is decoded when:
 - indexing ``dataset.inputs`` decodes those images (a test image of another size, or a file
   Pillow cannot decode, is refused then, in one line naming the file).
 
+``image_size=S > 0`` is the ImageNet recipe instead (`safjax.image_recipes`; images may differ in
+size): the files are only listed, never decoded at load, every image is read as RGB, and the
+mean/std are ImageNet's (`IMAGENET_MEAN`, `IMAGENET_STD`); batches are S×S views of the images.
+
 The pass's result is a small JSON file ``<split>-<root key>-<fingerprint>.json`` in
 ``$SAFJAX_CACHE_DIR/image_folder`` (default ``~/.cache/safjax/image_folder``), keyed by the
 absolute root, the split and a fingerprint of the files (class names, file count, total bytes,
@@ -50,6 +54,8 @@ from safjax.datasets.image_files import ImageFiles, ordered_map, read_example
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 CACHE_ENV = "SAFJAX_CACHE_DIR"
 _CACHE_VERSION = 2  # bump when the cached statistics' meaning changes (1: .npz of decoded arrays)
+# Per-channel (R, G, B) mean and standard deviation of ImageNet's training pixels, on the [0, 1] scale.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
 
 
@@ -260,7 +266,7 @@ def _statistics(root: str, split: str, listing: _Listing) -> _Statistics:
     return stats
 
 
-def load(root: str, split: str) -> Dataset:
+def load(root: str, split: str, image_size: int = 0) -> Dataset:
     """``split`` of the class-per-folder images under ``root``: inputs an `ImageFiles` (a lazy
     ``[N, H, W, C]`` uint8 array, decoded when indexed; C = 3, or 1 when every train image is
     grayscale), ``[N]`` int32 labels, classes sorted by name, the train split's per-channel
@@ -272,10 +278,17 @@ def load(root: str, split: str) -> Dataset:
     different sizes or undecodable train files, and when the split's class folders differ from
     the train split's (the labels would disagree). A test image of another size or an
     undecodable one is refused when it is read.
+
+    ``image_size > 0``: the ImageNet recipe (see the module's docstring): nothing is decoded here,
+    inputs are an `ImageFiles` of RGB images of any sizes and ``Dataset.image_size`` is set.
     """
+    if image_size < 0:
+        raise ValueError(f"image_size must be ≥ 0 (0 = images at their stored size), got {image_size}.")
     root = os.path.expanduser(root)
     listing = _list_split(root, split)
     has_train = os.path.isdir(os.path.join(root, "train"))
+    if image_size > 0:
+        return _load_for_recipe(root, split, listing, has_train, image_size)
     stats_split = "train" if has_train else split
     stats_listing = listing if stats_split == split else _list_split(root, stats_split)
     if stats_listing.classes != listing.classes:
@@ -289,3 +302,20 @@ def load(root: str, split: str) -> Dataset:
     labels = np.asarray([label for _, label in listing.files], np.int32)
     mean, std = (stats.mean, stats.std) if has_train else (None, None)
     return Dataset(name, inputs, labels, len(listing.classes), mean=mean, std=std, augment=True)
+
+
+def _load_for_recipe(root: str, split: str, listing: _Listing, has_train: bool, image_size: int) -> Dataset:
+    """`load` with the ImageNet recipe: the listed files as RGB images of any sizes, ImageNet's
+    mean/std, ``image_size`` set; the class folders (not the files) checked against train's."""
+    if has_train and split != "train":
+        train_classes = tuple(_subfolders(os.path.join(root, "train")))
+        if train_classes != listing.classes:
+            raise ValueError(f"the class folders of {os.path.join(root, split)} ({', '.join(listing.classes)}) "
+                             f"differ from those of {os.path.join(root, 'train')} ({', '.join(train_classes)}): "
+                             "labels are class indices, so every split needs the same class folders.")
+    name = f"image_folder:{root}"
+    inputs = ImageFiles([path for path, _ in listing.files], image_size, image_size, 3,
+                        name=f"{split} split of {name}", image_size=image_size)
+    labels = np.asarray([label for _, label in listing.files], np.int32)
+    return Dataset(name, inputs, labels, len(listing.classes), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   augment=True, image_size=image_size)
