@@ -187,3 +187,22 @@ def eval_batches(dataset: Dataset, batch_size: int, rows: slice = slice(None), w
         yield from batches
     finally:
         batches.close()
+
+
+def images_per_second(dataset: Dataset, batch_size: int, steps: int, augment: bool, workers: int = 0
+                      ) -> tuple[float, float]:
+    """``(images/s, seconds to the first minibatch)`` of `train_batches` with ``workers`` over
+    ``steps`` minibatches of ``batch_size`` timed after the first (whose wait, worker start-up
+    included, is the second figure): the host side of training alone, no device
+    (`experiments/pipeline_throughput.py`)."""
+    began = time.perf_counter()
+    batches = train_batches(dataset, batch_size=batch_size, seed=0, first_step=0, total_steps=steps + 1,
+                            augment=augment, workers=workers)
+    try:
+        next(batches)
+        start = time.perf_counter()
+        for _ in batches:
+            pass
+        return steps * batch_size / (time.perf_counter() - start), start - began
+    finally:
+        batches.close()

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from safjax import energy, experiment_config, input_pipeline, inference, run_record, simulate, trainer
+from safjax import data_loader, energy, experiment_config, input_pipeline, inference, run_record, simulate, trainer
 from safjax import network as network_lib
 from safjax import nir as nir_lib
 from safjax.checkpoints import Checkpointer
@@ -62,8 +62,7 @@ def accuracy(forward: Callable, params, test_set, time_steps: int, batch_size: i
         return jnp.sum((jnp.argmax(outputs.sum(0), -1) == labels) & valid)
 
     total = 0
-    rows = input_pipeline.process_rows(batch_size, 0, 1)
-    for inputs, labels, num_valid in input_pipeline.eval_batches(test_set, batch_size, rows):
+    for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size):
         valid = np.arange(len(labels)) < num_valid
         total += int(correct(params, jnp.asarray(inputs), jnp.asarray(labels), jnp.asarray(valid)))
     return total / len(test_set)
