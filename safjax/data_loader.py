@@ -78,29 +78,42 @@ def _ensure_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-def _pipeline(batch_of: Callable[[int], Any], first: int, stop: int, workers: int,
-              transfer: Callable[[Any], Any] | None):
-    """The grain dataset of elements ``first .. stop - 1`` mapped by ``batch_of``."""
+class _Reporting:
+    """``i`` → ``(batch_of(i, skipped), skipped examples)``: the batch and the one-line reasons of
+    the unreadable examples it skipped (a list only when ``skip_bad``: otherwise they raise)."""
+
+    def __init__(self, batch_of, skip_bad: bool):
+        self.batch_of, self.skip_bad = batch_of, skip_bad
+
+    def __call__(self, i: int):
+        skipped = [] if self.skip_bad else None
+        return self.batch_of(i, skipped), tuple(skipped or ())
+
+
+def _pipeline(batch_of: Callable[..., Any], first: int, stop: int, workers: int,
+              transfer: Callable[[Any], Any] | None, skip_bad: bool = False):
+    """The grain dataset of elements ``first .. stop - 1`` mapped by ``batch_of`` (`_Reporting`)."""
     import grain
 
     if workers < 0:
         raise ValueError(f"`workers` must be ≥ 0, got {workers}.")
-    dataset = grain.MapDataset.range(first, stop).map(batch_of)
+    dataset = grain.MapDataset.range(first, stop).map(_Reporting(batch_of, skip_bad))
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_BUFFERED))
     if workers:
         _ensure_flags_parsed()
         iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=1),
                                         worker_init_fn=worker_init).map(_owned)
     if transfer is not None:
-        iterable = grain.experimental.ThreadPrefetchIterDataset(iterable.map(transfer),
-                                                                prefetch_buffer_size=_BUFFERED)
+        moved = iterable.map(lambda element: (transfer(element[0]), element[1]))
+        iterable = grain.experimental.ThreadPrefetchIterDataset(moved, prefetch_buffer_size=_BUFFERED)
     return iterable
 
 
 def _owned(element: tuple) -> tuple:
-    """``element`` with its arrays copied out of the workers' shared memory, which is then freed
-    (nothing downstream, e.g. a CPU device buffer, may alias it)."""
-    return tuple(np.array(leaf) if isinstance(leaf, np.ndarray) else leaf for leaf in element)
+    """``element`` (batch, skipped) with its arrays copied out of the workers' shared memory,
+    which is then freed (nothing downstream, e.g. a CPU device buffer, may alias it)."""
+    batch, skipped = element
+    return tuple(np.array(leaf) if isinstance(leaf, np.ndarray) else leaf for leaf in batch), skipped
 
 
 def _worker_died(error: BaseException, workers: int) -> DataWorkerError | None:
@@ -115,10 +128,11 @@ def _worker_died(error: BaseException, workers: int) -> DataWorkerError | None:
 
 
 class _Batches:
-    """An iterator over a grain pipeline that reports dead workers in one line and can be closed."""
+    """An iterator over a grain pipeline's batches that collects the examples they skipped
+    (``skipped``: one-line reasons, in order), reports dead workers in one line and can be closed."""
 
     def __init__(self, iterable, workers: int):
-        self.workers = workers
+        self.workers, self.skipped = workers, []
         self._iterator = iter(iterable)
 
     def __iter__(self):
@@ -126,7 +140,9 @@ class _Batches:
 
     def __next__(self):
         try:
-            return next(self._iterator)
+            batch, skipped = next(self._iterator)
+            self.skipped.extend(skipped)
+            return batch
         except StopIteration:
             raise
         except Exception as error:
@@ -159,34 +175,40 @@ class TrainBatches(_Batches):
 
 def train_batches(dataset: Dataset, *, batch_size: int, seed: int, first_step: int, total_steps: int,
                   augment: bool, rows: slice = slice(None), workers: int = 0,
-                  transfer: Callable[[Any], Any] | None = None, state: dict | None = None) -> TrainBatches:
+                  transfer: Callable[[Any], Any] | None = None, state: dict | None = None,
+                  skip_bad: bool = False) -> TrainBatches:
     """``(global_step, epoch, index_in_epoch, inputs, labels)`` for global steps ``first_step ..
     total_steps - 1``: exactly `input_pipeline.minibatches`' minibatches (this process's ``rows``),
     made by ``workers`` processes (0: threads of this one), each tuple passed through ``transfer``
     (e.g. its arrays onto the devices) by a background thread. ``state`` (`TrainBatches.state` of an earlier
     iterator over the same data, workers and rows) resumes where it stopped; the caller checks the
-    first step it yields. Close the iterator (``.close()``) when done."""
+    first step it yields. ``skip_bad``: an unreadable example is replaced by the next one and its
+    reason added to ``.skipped`` (`input_pipeline.make_batch`), instead of raising. Close the
+    iterator (``.close()``) when done."""
     if not 0 <= first_step <= total_steps:
         raise ValueError(f"`first_step` must be in 0..{total_steps}, got {first_step}.")
     batch_of = input_pipeline.TrainBatch(dataset, batch_size, seed, augment, rows)
     first = first_step if state is None else int(state["first_step"])
-    iterable = _pipeline(batch_of, first, total_steps, workers, transfer)
+    iterable = _pipeline(batch_of, first, total_steps, workers, transfer, skip_bad)
     batches = TrainBatches(iterable, workers, first)
     if state is not None:
         batches._iterator.set_state(state["grain"])
     return batches
 
 
-def eval_batches(dataset: Dataset, batch_size: int, rows: slice = slice(None), workers: int = 0
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+def eval_batches(dataset: Dataset, batch_size: int, rows: slice = slice(None), workers: int = 0,
+                 skipped: list[str] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """``(inputs, labels, num_valid)`` covering every example once, in order: exactly
-    `input_pipeline.eval_batches`, made by ``workers`` processes (0: threads of this one)."""
+    `input_pipeline.eval_batches`, made by ``workers`` processes (0: threads of this one). Given
+    a ``skipped`` list, unreadable examples are replaced by the next one and reported there."""
     batch_of = input_pipeline.EvalBatch(dataset, batch_size, rows)
-    batches = _Batches(_pipeline(batch_of, 0, batch_of.num_batches, workers, None), workers)
+    batches = _Batches(_pipeline(batch_of, 0, batch_of.num_batches, workers, None, skipped is not None), workers)
     try:
         yield from batches
     finally:
         batches.close()
+        if skipped is not None:
+            skipped.extend(batches.skipped)
 
 
 def images_per_second(dataset: Dataset, batch_size: int, steps: int, augment: bool, workers: int = 0

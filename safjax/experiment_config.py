@@ -86,6 +86,9 @@ class ExperimentConfig:
     checkpoint_every: int = _field(100, "Checkpoint every N minibatches (and at the end).")
     log_every: int = _field(50, "Log training metrics every N minibatches (and at every epoch's end).")
     eval_batch_size: int = _field(256, "Minibatch size of the test-set evaluation.")
+    skip_bad_examples: bool = _field(False, "Skip an image file that cannot be read (empty, truncated, not an image, "
+                                     "another size): the next example takes its place; each is logged once and listed "
+                                     "in results.json. Without it such a file stops the run, naming it.")
     data_workers: int = _field(-1, "Processes that read, decode and augment minibatches (grain workers): -1 = "
                                "automatic (none for data held in memory, one per core but one, at most 8, for a "
                                "streamed image folder), 0 = threads of the training process. Results do not "

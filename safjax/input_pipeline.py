@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from safjax import augment as augment_lib
+from safjax.datasets.bad_example import BadExample
 from safjax.datasets.base import Dataset
 
 
@@ -47,8 +48,11 @@ def process_rows(global_batch_size: int, process_index: int, process_count: int)
     return slice(process_index * per_process, (process_index + 1) * per_process)
 
 
+MAX_SKIPPED_PER_BATCH = 16
+
+
 def make_batch(dataset: Dataset, indices: np.ndarray, *, augment: bool, seed: int, epoch: int, step: int,
-               rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+               rows: slice = slice(None), skipped: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gather, augment and normalise rows ``rows`` of the global minibatch ``indices [B]``.
 
     Static images: with ``augment and dataset.augment``, `augment.standard` parameters are drawn
@@ -64,34 +68,32 @@ def make_batch(dataset: Dataset, indices: np.ndarray, *, augment: bool, seed: in
     and flip depend on neither its batch nor the process and worker counts), else
     `image_recipes.eval_view`; then scaled and normalised as above.
 
+    An example that cannot be read raises its `BadExample`; given a ``skipped`` list, the next
+    example of the data set (key + 1) takes its place, with its label, and the one-line reason is
+    appended to ``skipped`` (at most `MAX_SKIPPED_PER_BATCH` per batch).
+
     Returns ``(inputs [b, H, W, C] or [b, T, H, W, C] float32, labels [b] int32)`` with
     b the length of ``rows``.
     """
-    indices = np.asarray(indices)
-    local = indices[rows]
-    labels = dataset.labels[local].astype(np.int32, copy=False)
-    if dataset.image_size is not None:  # one view per row, a few threads for large images
-        from safjax import image_recipes
-        from safjax.datasets.image_files import ordered_map
-
-        size, train_views = dataset.image_size, augment and dataset.augment
-
-        def view(key: int) -> np.ndarray:
-            image = dataset.inputs.read(key)
-            if train_views:
-                return image_recipes.train_view(image, np.random.default_rng((seed, epoch, key)), size)
-            return image_recipes.eval_view(image, size)
-
-        inputs = np.empty((len(local), *dataset.inputs.shape[1:]), np.uint8)
-        for row, image in enumerate(ordered_map(view, [int(key) for key in local], size * size)):
-            inputs[row] = image
+    local = np.array(np.asarray(indices)[rows])
+    for _ in range(MAX_SKIPPED_PER_BATCH + 1):
+        try:
+            inputs = _read(dataset, local, augment, seed, epoch)
+            break
+        except BadExample as bad:
+            if skipped is None:
+                raise
+            skipped.append(bad.detail)
+            local[local == bad.index] = (bad.index + 1) % len(dataset)
     else:
-        inputs = dataset.inputs[local]
+        raise ValueError(f"more than {MAX_SKIPPED_PER_BATCH} unreadable examples in minibatch {step} of "
+                         f"{dataset.name}: the data set is damaged (the last: {skipped[-1]}).")
+    labels = dataset.labels[local].astype(np.int32, copy=False)
     if dataset.temporal:
         return inputs.astype(np.float32, copy=False), labels
     if augment and dataset.augment and dataset.image_size is None:
         rng = np.random.default_rng((seed, epoch, step))
-        params = augment_lib.sample_standard(rng, len(indices), dataset.inputs.shape[1:3])
+        params = augment_lib.sample_standard(rng, len(np.asarray(indices)), dataset.inputs.shape[1:3])
         inputs = augment_lib.standard_at(inputs, params.rows(rows))
     # x / 255 (uint8 only), then (x - mean) / std, fused into one multiply-add per channel.
     scale = np.full(inputs.shape[-1], 1 / 255 if inputs.dtype == np.uint8 else 1.0)
@@ -102,6 +104,28 @@ def make_batch(dataset: Dataset, indices: np.ndarray, *, augment: bool, seed: in
     inputs *= scale.astype(np.float32)
     inputs += shift.astype(np.float32)
     return inputs, labels
+
+
+def _read(dataset: Dataset, local: np.ndarray, augment: bool, seed: int, epoch: int) -> np.ndarray:
+    """The examples ``local [b]`` as stored (``[b, ...]``), or, with ``dataset.image_size``, their
+    S×S views (`make_batch`), in a few threads for large images."""
+    if dataset.image_size is None:
+        return dataset.inputs[local]
+    from safjax import image_recipes
+    from safjax.datasets.image_files import ordered_map
+
+    size, train_views = dataset.image_size, augment and dataset.augment
+
+    def view(key: int) -> np.ndarray:
+        image = dataset.inputs.read(key)
+        if train_views:
+            return image_recipes.train_view(image, np.random.default_rng((seed, epoch, key)), size)
+        return image_recipes.eval_view(image, size)
+
+    inputs = np.empty((len(local), *dataset.inputs.shape[1:]), np.uint8)
+    for row, image in enumerate(ordered_map(view, [int(key) for key in local], size * size)):
+        inputs[row] = image
+    return inputs
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -128,13 +152,13 @@ class TrainBatch:
         self.dataset, self.batch_size, self.seed, self.augment, self.rows = dataset, batch_size, seed, augment, rows
         self.per_epoch = steps_per_epoch(len(dataset), batch_size)
 
-    def __call__(self, step: int) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    def __call__(self, step: int, skipped: list[str] | None = None) -> tuple[int, int, int, np.ndarray, np.ndarray]:
         step = int(step)
         epoch, index = divmod(step, self.per_epoch)
         order = _cached_order(self.seed, epoch, len(self.dataset))
         indices = order[index * self.batch_size:(index + 1) * self.batch_size]
         inputs, labels = make_batch(self.dataset, indices, augment=self.augment, seed=self.seed, epoch=epoch,
-                                    step=step, rows=self.rows)
+                                    step=step, rows=self.rows, skipped=skipped)
         return step, epoch, index, inputs, labels
 
 
@@ -150,11 +174,11 @@ class EvalBatch:
         self.dataset, self.batch_size, self.rows = dataset, batch_size, rows
         self.num_batches = -(-len(dataset) // batch_size)
 
-    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def __call__(self, i: int, skipped: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         count = len(self.dataset)
         positions = np.arange(int(i) * self.batch_size, (int(i) + 1) * self.batch_size)
         inputs, labels = make_batch(self.dataset, np.minimum(positions, count - 1), augment=False, seed=0,
-                                    epoch=0, step=0, rows=self.rows)
+                                    epoch=0, step=0, rows=self.rows, skipped=skipped)
         return inputs, labels, int((positions < count)[self.rows].sum())
 
 

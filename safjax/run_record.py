@@ -34,7 +34,7 @@ CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
 # num_devices (0 = all) is compared through "devices", the count the run actually used.
 FREE_FIELDS = ("workdir", "data_dir", "log_every", "checkpoint_every", "eval_batch_size", "num_devices",
-               "data_workers")
+               "data_workers", "skip_bad_examples")
 ROUNDING_FIELDS = ("devices", "unroll")
 # What a run leaves at the top of its workdir (see safjax.run_outputs), with the ``.tmp`` files of
 # its atomic writes; --restart deletes these, and in the folders below only what safjax wrote there.

@@ -51,9 +51,11 @@ def _time_major(temporal: bool, time_steps: int):
 
 def _load_data(config: ExperimentConfig):
     train_set = datasets.load(config.dataset, "train", data_dir=config.data_dir or None,
-                              time_steps=config.time_steps, image_size=config.image_size)
+                              time_steps=config.time_steps, image_size=config.image_size,
+                              skip_bad_examples=config.skip_bad_examples)
     test_set = datasets.load(config.dataset, "test", data_dir=config.data_dir or None,
-                             time_steps=config.time_steps, image_size=config.image_size)
+                             time_steps=config.time_steps, image_size=config.image_size,
+                             skip_bad_examples=config.skip_bad_examples)
     if train_set.temporal and train_set.time_steps != config.time_steps:
         raise ValueError(f"--time_steps={config.time_steps} is invalid: the {config.dataset} frames "
                          f"have T = {train_set.time_steps}.")
@@ -75,7 +77,8 @@ def _make_evaluator(net, network_params, to_time_major, mesh):
     """``evaluate(params, test_set, batch_size, model_state=None, workers=0) -> accuracy``: every test
     example exactly once, in padded global batches sharded like the training data (each process
     feeds its rows), made by ``workers`` data processes; ``model_state``: the running statistics a
-    Flax model's BatchNorm evaluates with."""
+    Flax model's BatchNorm evaluates with; ``skipped``: a list that collects the unreadable examples
+    skipped (`data_loader.eval_batches`), None to stop on them."""
     batch_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS))
 
     @jax.jit
@@ -85,10 +88,10 @@ def _make_evaluator(net, network_params, to_time_major, mesh):
         hits = (jnp.argmax(outputs.sum(0), -1) == labels) & valid
         return jnp.sum(hits)
 
-    def evaluate(params, test_set, batch_size, model_state=None, workers=0):
+    def evaluate(params, test_set, batch_size, model_state=None, workers=0, skipped=None):
         rows = input_pipeline.process_rows(batch_size, jax.process_index(), jax.process_count())
         total = 0
-        for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size, rows, workers):
+        for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size, rows, workers, skipped):
             valid = np.arange(len(labels)) < num_valid  # padding sits at the end of each slice
             arrays = [jax.make_array_from_process_local_data(batch_sharding, a)
                       for a in (inputs, labels, valid)]
@@ -161,6 +164,23 @@ def _disk_full(workdir: str) -> run_outputs.DiskFullError:
     return run_outputs.DiskFullError(
         f"no space left on the disk of --workdir={workdir} (or its quota is used up): free space there, or "
         "copy the workdir to another disk, and rerun the same command to resume from its newest checkpoint.")
+
+
+class SkippedExamples:
+    """The unreadable examples a run skipped (``--skip_bad_examples``): each logged once, in one line."""
+
+    def __init__(self, log):
+        self.seen: set[str] = set()
+        self._log = log
+
+    def note(self, reasons) -> None:
+        for reason in reasons:
+            if reason not in self.seen:
+                self.seen.add(reason)
+                self._log(f"skipped (--skip_bad_examples): {reason}")
+
+    def all(self) -> list[str]:
+        return sorted(self.seen)
 
 
 class RunSetup(NamedTuple):
@@ -284,6 +304,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
 
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
     first_step, history, resumed_epoch_losses, first_loss, before, saved_data = 0, [], [], None, {}, None
+    skipped = SkippedExamples(_log)
     if checkpointer:
         restored = checkpointer.restore_latest({"params": params, "opt_state": opt_state}, log=_log)
         if restored:
@@ -299,6 +320,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
             first_loss = meta.get("first_loss")
             before = meta.get("totals", {})  # time, examples and memory of the earlier attempts
             saved_data = meta.get("data")  # the input pipeline's position (none in older checkpoints)
+            skipped.seen.update(meta.get("skipped_examples", []))
             _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
     if config.workdir and jax.process_index() == 0:
         run_record.save(config.workdir, run_record.record(config, num_devices))
@@ -371,6 +393,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
                 meter = progress.Progress(steps_per_epoch * config.batch_size, f"epoch {epoch + 1}/{config.epochs}",
                                           "examples", interval_s=30.0, enabled=lead, initial=index * config.batch_size)
             params, opt_state, metrics = compiled(params, opt_state, inputs, labels, minibatch_key(global_step))
+            skipped.note(batches.skipped)
             loss = float(metrics.loss)
             if not math.isfinite(loss):
                 kept = ""
@@ -397,8 +420,10 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
             if index == steps_per_epoch - 1:
                 meter.close()
                 meter = None
+                eval_skipped = [] if config.skip_bad_examples else None
                 accuracy = evaluate(params, test_set, eval_batch, parallel.model_state(net, opt_state),
-                                    data_loader.resolve_workers(config.data_workers, test_set))
+                                    data_loader.resolve_workers(config.data_workers, test_set), eval_skipped)
+                skipped.note(eval_skipped or [])
                 rates = [round(float(r), 4) for r in metrics.firing_rates]
                 history.append({"step": done, "epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
                                 "test_accuracy": accuracy, "firing_rates": rates,
@@ -417,7 +442,8 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
                 with checkpoints.interrupts_deferred():  # Ctrl-C: after the save, which it then names
                     checkpointer.save(done, {"params": params, "opt_state": opt_state},
                                       {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss,
-                                       "totals": totals_so_far(), "data": _data_state(batches, done)})
+                                       "totals": totals_so_far(), "data": _data_state(batches, done),
+                                       "skipped_examples": skipped.all()})
                     last_saved = done
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(config.workdir, at, total_steps, last_saved)) from None
@@ -450,6 +476,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         "compiled_memory": memory,
         "wall_time_s": totals["wall_time_s"],  # start-up included, summed over attempts
         "device_kind": jax.devices()[0].device_kind,
+        "skipped_examples": skipped.all(),  # unreadable examples --skip_bad_examples replaced, over all attempts
         # Recomputed from the whole history, so a resumed or rerun run reports the same warnings.
         "warnings": list(learning_monitor.learning_warnings(history, first_loss, train_set.num_classes).values()),
     }
@@ -484,7 +511,8 @@ def _train_batches(config: ExperimentConfig, train_set, first_step: int, total_s
     def start(state):
         return data_loader.train_batches(train_set, batch_size=config.batch_size, seed=config.seed,
                                          first_step=first_step, total_steps=total_steps, augment=config.augment,
-                                         rows=rows, workers=workers, transfer=transfer, state=state)
+                                         rows=rows, workers=workers, transfer=transfer, state=state,
+                                         skip_bad=config.skip_bad_examples)
 
     usable = (saved is not None and saved.get("next_step") == first_step and saved.get("workers") == workers
               and saved.get("processes") == jax.process_count())

@@ -183,7 +183,9 @@ def test_an_unreadable_file_fails_in_one_line_naming_it(tmp_path, workers):
         _drain(batches)
     message = str(error.value)
     assert "\n" not in message and os.path.join("train", "b", "05.png") in message
-    assert message.startswith("cannot read example ")
+    assert message.startswith("cannot read example ") and message.endswith("pass --skip_bad_examples to skip "
+                                                                           "such files (each is logged and listed "
+                                                                           "in results.json).")
 
 
 class KillsItsProcess:
@@ -251,3 +253,36 @@ def test_workers_end_with_a_killed_main_process_and_ignore_ctrl_c(tmp_path):
                                              for p in workers):
             time.sleep(0.2)
         assert not [p for p in workers if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+
+
+def test_skipping_puts_the_next_example_in_place_and_reports_it_whatever_the_processes(tmp_path):
+    dataset = _folder(tmp_path / "images", bad="05.png")
+    bad = [i for i, path in enumerate(dataset.inputs.paths) if path.endswith(os.path.join("b", "05.png"))][0]
+    batches = data_loader.train_batches(dataset, batch_size=6, seed=SEED, first_step=0, total_steps=6, augment=False,
+                                        skip_bad=True)
+    got = _drain_keeping(batches)
+    assert len(batches.skipped) == 1 and f"cannot read example {bad} " in batches.skipped[0]
+    # The rule with the bad example's place taken by the next one, as an unbroken data set gives it.
+    fixed = _folder(tmp_path / "fixed")
+    order = np.random.default_rng((SEED, 0)).permutation(len(dataset))
+    for step, _, _, inputs, labels in got:
+        keys = order[step * 6:(step + 1) * 6]
+        keys = np.where(keys == bad, bad + 1, keys)
+        want_inputs, want_labels = input_pipeline.make_batch(fixed, keys, augment=False, seed=SEED, epoch=0, step=step)
+        np.testing.assert_array_equal(labels, want_labels)
+        np.testing.assert_array_equal(inputs, want_inputs)
+    parts = [_drain(data_loader.train_batches(dataset, batch_size=6, seed=SEED, first_step=0, total_steps=6,
+                                              augment=False, skip_bad=True, rows=input_pipeline.process_rows(6, p, 2)))
+             for p in range(2)]
+    glued = [(a[0], a[1], a[2], np.concatenate([a[3], b[3]]), np.concatenate([a[4], b[4]])) for a, b in zip(*parts)]
+    _assert_same(glued, got)
+    skipped = []
+    assert sum(n for *_, n in data_loader.eval_batches(dataset, 8, skipped=skipped)) == len(dataset)
+    assert len(skipped) == 1
+
+
+def _drain_keeping(batches):
+    """`_drain`, keeping ``batches.skipped`` readable afterwards."""
+    got = [(s, e, i, np.array(x), np.array(y)) for s, e, i, x, y in batches]
+    batches.close()
+    return got

@@ -389,3 +389,29 @@ def test_data_workers_change_nothing_and_may_change_on_resume(tmp_path, capsys):
     assert "the checkpoint's data-pipeline state is for 2 data worker(s)" in capsys.readouterr().out
     straight = trainer.train_and_evaluate(_config(tmp_path / "straight", data_workers=0, epochs=2))
     assert extended["train_loss_history"] == straight["train_loss_history"]
+
+
+def test_unreadable_images_stop_the_run_naming_them_or_are_skipped_and_listed(tmp_path, monkeypatch):
+    """A zero-byte train image and a truncated test image: without --skip_bad_examples the run
+    stops in one line naming the train file; with it the run trains, and results.json lists both."""
+    import streamed_folder
+
+    monkeypatch.setenv("SAFJAX_CACHE_DIR", str(tmp_path / "cache"))
+    streamed_folder.write(tmp_path / "images", train=12, test=4, classes=2)
+    empty = tmp_path / "images" / "train" / "class1" / "03.png"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "images" / "test" / "class0" / "01.png"
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    config = dict(dataset=f"image_folder:{tmp_path / 'images'}", model="digits_mlp", batch_size=4,
+                  eval_batch_size=4, epochs=1, num_devices=1, data_workers=0)
+    with pytest.raises(ValueError) as error:
+        trainer.train_and_evaluate(ExperimentConfig(**config))
+    assert str(error.value).startswith(f"cannot read example 15 of train split of image_folder:{tmp_path / 'images'} "
+                                       f"({empty}): UnidentifiedImageError")
+    assert str(error.value).endswith("pass --skip_bad_examples to skip such files (each is logged and listed in "
+                                     "results.json).") and "\n" not in str(error.value)
+    results = trainer.train_and_evaluate(ExperimentConfig(**config, skip_bad_examples=True,
+                                                          workdir=str(tmp_path / "run")))
+    listed = json.loads((tmp_path / "run" / "results.json").read_text())["skipped_examples"]
+    assert results["skipped_examples"] == listed and len(listed) == 2
+    assert [str(empty) in listed[0] or str(empty) in listed[1], any(str(truncated) in r for r in listed)] == [True, True]

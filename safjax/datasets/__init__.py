@@ -35,18 +35,20 @@ def is_known(name: str) -> bool:
 
 
 def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int | None = None,
-         image_size: int = 0) -> Dataset:
+         image_size: int = 0, skip_bad_examples: bool = False) -> Dataset:
     """Load ``split`` ("train" or "test") of data set ``name``.
 
     ``time_steps`` is used by event data sets (frames per example); static image sets ignore it.
     ``image_size`` S > 0 asks for the ImageNet recipe (S×S views of images of any size,
     `safjax.image_recipes`); image folders and the loaders with an ``image_size`` argument
-    (imagenet2012) take it, the others ignore it.
+    (imagenet2012) take it, the others ignore it. ``skip_bad_examples``: an image folder's
+    statistics pass leaves unreadable files out (batches skip them in any data set).
     """
     if name.startswith(IMAGE_FOLDER_PREFIX):
         from safjax.datasets import image_folder
 
-        return image_folder.load(name[len(IMAGE_FOLDER_PREFIX):], split, image_size=image_size)
+        return image_folder.load(name[len(IMAGE_FOLDER_PREFIX):], split, image_size=image_size,
+                                 skip_bad_examples=skip_bad_examples)
     if name not in LOADERS:
         raise ValueError(f"unknown data set {name!r}: expected one of {', '.join(LOADERS)} "
                          f"or '{IMAGE_FOLDER_PREFIX}<root>'.")

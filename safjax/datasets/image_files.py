@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from safjax.datasets.bad_example import BadExample
+
 GRAY_MODES = ("1", "L", "LA")  # Pillow modes read as one channel when every image is grayscale
 _THREADS = min(4, os.cpu_count() or 1)
 # Below this many pixels per image, opening the file and Python's share of the work outweigh
@@ -64,8 +66,8 @@ def read_example(path: str, channels: int | None, index: int, name: str) -> np.n
         raise
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, …
         reason = (str(error).strip().splitlines() or [""])[0]
-        raise ValueError(f"cannot read example {index} of {name} ({path}): "
-                         f"{type(error).__name__}: {reason}") from error
+        raise BadExample(index, f"cannot read example {index} of {name} ({path}): "
+                                f"{type(error).__name__}: {reason}") from error
 
 
 def ordered_map(function, items: Sequence, pixels: int):
@@ -159,9 +161,9 @@ class ImageFiles:
         array = read_example(path, self.shape[3], position, self.name)
         if array.shape[:2] != self.shape[1:3]:
             height, width = self.shape[1:3]
-            raise ValueError(f"{path} (example {position} of {self.name}) is {array.shape[0]}×{array.shape[1]} "
-                             f"(H×W) but {self.size_source} is {height}×{width}: every image must have one "
-                             "size; resize it first.")
+            raise BadExample(position, f"{path} (example {position} of {self.name}) is {array.shape[0]}×"
+                                       f"{array.shape[1]} (H×W) but {self.size_source} is {height}×{width}: every "
+                                       "image must have one size; resize it first")
         return array
 
     def __getitem__(self, index) -> np.ndarray:

@@ -49,6 +49,7 @@ import numpy as np
 
 from safjax.datasets import cache_files
 from safjax.datasets.base import Dataset
+from safjax.datasets.bad_example import BadExample
 from safjax.datasets.image_files import ImageFiles, ordered_map, read_example
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -165,42 +166,56 @@ def _moments(totals: np.ndarray, count: int, channels: int) -> tuple[np.ndarray,
     return mean / 255.0, np.sqrt(var) / 255.0
 
 
-def _check_size(paths: list[str], i: int, image: np.ndarray, size: tuple[int, int]) -> None:
+def _check_size(paths: list[str], i: int, image: np.ndarray, size: tuple[int, int], first: int) -> None:
     if image.shape[:2] != size:
-        raise ValueError(f"all images must have one size, but {paths[i]} is {image.shape[0]}×{image.shape[1]} "
-                         f"(H×W) and {paths[0]} is {size[0]}×{size[1]}: resize them first.")
+        raise BadExample(i, f"all images must have one size, but {paths[i]} is {image.shape[0]}×{image.shape[1]} "
+                            f"(H×W) and {paths[first]} is {size[0]}×{size[1]}: resize them first")
 
 
-def _scan(root: str, split: str, listing: _Listing, chunk: int = 256) -> _Statistics:
+def _scan(root: str, split: str, listing: _Listing, skip_bad: bool = False, chunk: int = 256) -> _Statistics:
     """Decode every image of ``root/split`` once, ``chunk`` at a time (in a few threads for large
     images), with progress (see `safjax.progress`: a bar on a terminal, a line every 10 s
     otherwise): their one size (the first image's), whether all are grayscale, and the
-    per-channel mean and std."""
+    per-channel mean and std. An unreadable or wrongly sized image raises `BadExample`, or with
+    ``skip_bad`` is left out, with one line naming it."""
     from safjax import progress
 
     paths = [path for path, _ in listing.files]
     name = f"{split} split of image_folder:{root}"
-    totals, colour = np.zeros((2, 3), np.int64), False
+    totals, colour, counted, size, first = np.zeros((2, 3), np.int64), False, 0, None, 0
 
-    def read(i: int) -> np.ndarray:  # [H, W, 1 or 3] uint8
-        return read_example(paths[i], None, i, name)
+    def read(i: int) -> np.ndarray | None:  # [H, W, 1 or 3] uint8, None for a skipped one
+        try:
+            image = read_example(paths[i], None, i, name)
+            if size is not None:
+                _check_size(paths, i, image, size, first)
+            return image
+        except BadExample as bad:
+            if not skip_bad:
+                raise
+            print(f"skipped (--skip_bad_examples): {bad.detail}", flush=True)
+            return None
 
+    while size is None and first < len(paths):  # the first readable image sets the size
+        image = read(first)
+        size, first = (image.shape[:2], first) if image is not None else (None, first + 1)
+    if size is None:
+        raise ValueError(f"no image of {os.path.join(root, split)} can be read.")
     meter = progress.Progress(len(paths), f"reading {split}", "images", interval_s=10.0)
     try:
-        size = read(0).shape[:2]
         for start in range(0, len(paths), chunk):  # one chunk of images in memory at a time
             block = range(start, min(start + chunk, len(paths)))
-            for i, image in zip(block, ordered_map(read, block, size[0] * size[1])):
-                _check_size(paths, i, image, size)
-                colour = colour or image.shape[2] == 3
-                _accumulate(totals, image)
+            for image in ordered_map(read, block, size[0] * size[1]):
                 meter.update()
+                if image is not None:
+                    colour, counted = colour or image.shape[2] == 3, counted + 1
+                    _accumulate(totals, image)
     finally:
         meter.close()
     channels = 3 if colour else 1
-    mean, std = _moments(totals, len(paths) * size[0] * size[1], channels)
+    mean, std = _moments(totals, counted * size[0] * size[1], channels)
     return _Statistics(listing.classes, int(size[0]), int(size[1]), channels, tuple(mean.tolist()),
-                       tuple(std.tolist()), f"the first {split} image {paths[0]}")
+                       tuple(std.tolist()), f"the first {split} image {paths[first]}")
 
 
 def _cache_path(root: str, split: str, fingerprint: str) -> tuple[str, str]:
@@ -249,7 +264,7 @@ def _write_cache(path: str, prefix: str, stats: _Statistics) -> None:
                       f"{CACHE_ENV} to a writable folder to skip reading the images again next time.")
 
 
-def _statistics(root: str, split: str, listing: _Listing) -> _Statistics:
+def _statistics(root: str, split: str, listing: _Listing, skip_bad: bool = False) -> _Statistics:
     """`_scan` of ``root/split``, cached as JSON under the split's fingerprint."""
     path, prefix = _cache_path(root, split, listing.fingerprint)
     cache_files.remove_stale(os.path.dirname(path))
@@ -259,14 +274,14 @@ def _statistics(root: str, split: str, listing: _Listing) -> _Statistics:
     print(f"reading the {len(listing.files)} images of {os.path.join(root, split)} once for their size and "
           f"pixel statistics (cached in {os.path.dirname(path)}, ${CACHE_ENV} to move it) …", flush=True)
     began = time.time()
-    stats = _scan(root, split, listing)
+    stats = _scan(root, split, listing, skip_bad)
     _write_cache(path, prefix, stats)
     print(f"read {len(listing.files)} {split} images in {time.time() - began:.1f} s: "
           f"{stats.height}×{stats.width}×{stats.channels}", flush=True)
     return stats
 
 
-def load(root: str, split: str, image_size: int = 0) -> Dataset:
+def load(root: str, split: str, image_size: int = 0, skip_bad_examples: bool = False) -> Dataset:
     """``split`` of the class-per-folder images under ``root``: inputs an `ImageFiles` (a lazy
     ``[N, H, W, C]`` uint8 array, decoded when indexed; C = 3, or 1 when every train image is
     grayscale), ``[N]`` int32 labels, classes sorted by name, the train split's per-channel
@@ -281,6 +296,8 @@ def load(root: str, split: str, image_size: int = 0) -> Dataset:
 
     ``image_size > 0``: the ImageNet recipe (see the module's docstring): nothing is decoded here,
     inputs are an `ImageFiles` of RGB images of any sizes and ``Dataset.image_size`` is set.
+    ``skip_bad_examples``: the statistics pass leaves out (and names) unreadable train images
+    instead of raising; batches skip them too (`safjax.input_pipeline.make_batch`).
     """
     if image_size < 0:
         raise ValueError(f"image_size must be ≥ 0 (0 = images at their stored size), got {image_size}.")
@@ -295,7 +312,7 @@ def load(root: str, split: str, image_size: int = 0) -> Dataset:
         raise ValueError(f"the class folders of {os.path.join(root, split)} ({', '.join(listing.classes)}) differ "
                          f"from those of {os.path.join(root, 'train')} ({', '.join(stats_listing.classes)}): labels "
                          "are class indices, so every split needs the same class folders.")
-    stats = _statistics(root, stats_split, stats_listing)
+    stats = _statistics(root, stats_split, stats_listing, skip_bad_examples)
     name = f"image_folder:{root}"
     inputs = ImageFiles([path for path, _ in listing.files], stats.height, stats.width, stats.channels,
                         name=f"{split} split of {name}", size_source=stats.size_source)

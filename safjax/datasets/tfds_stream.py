@@ -36,6 +36,8 @@ import warnings
 
 import numpy as np
 
+from safjax.datasets.bad_example import BadExample
+
 from safjax.datasets import cache_files
 from safjax.datasets.base import Dataset
 from safjax.datasets.image_folder import CACHE_ENV, IMAGENET_MEAN, IMAGENET_STD
@@ -187,9 +189,9 @@ class TfdsImages:
             raise
         except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, …
             reason = (str(error).strip().splitlines() or [""])[0]
-            raise ValueError(f"cannot read example {position} of {self.name} (record {record} of "
-                             f"{self.dataset} {self.split} in {self.data_dir or 'the default data_dir'}): "
-                             f"{type(error).__name__}: {reason}") from error
+            raise BadExample(position, f"cannot read example {position} of {self.name} (record {record} of "
+                                       f"{self.dataset} {self.split} in {self.data_dir or 'the default data_dir'}): "
+                                       f"{type(error).__name__}: {reason}") from error
 
     def take(self, indices) -> TfdsImages:
         """The examples ``indices`` (1-D integer array) as a new lazy `TfdsImages`, in that order."""
