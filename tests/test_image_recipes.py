@@ -9,6 +9,8 @@ import io
 import math
 import pickle
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -312,3 +314,30 @@ def test_imagenet2012_absent_says_how_to_build_it(tmp_path):
     assert "ILSVRC2012_img_train.tar" in message and "ILSVRC2012_img_val.tar" in message
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
     assert list(empty.iterdir()) == []  # nothing downloaded or created
+
+
+@pytest.mark.slow  # one run of the binary with the ResNet-34 at width 1/16 (~1 min)
+def test_the_imagenet_preset_trains_a_generated_imagenet_format_folder_end_to_end(tmp_path):
+    """`--config=imagenet_resnet34_online` on an ImageNet-format folder (JPEGs of several sizes):
+    its pipeline (random-resized crop / centre crop, ImageNet statistics, a data worker) and model
+    (sWS ResNet-34, 7×7 stride-2 stem at 128² and more), shrunk to CPU scale by flags."""
+    import json
+    import subprocess
+    import sys
+
+    from experiments import synthetic_jpegs
+
+    root = tmp_path / "imagenet"
+    for split, count in (("train", 16), ("test", 8)):
+        for size, seed in ((150, 0), (180, 1)):
+            synthetic_jpegs.write_jpegs(str(root), count // 2, size, split=split, classes=4, seed=seed,
+                                        prefix=f"{size}-")
+    run = subprocess.run([sys.executable, "-m", "experiments.train", "--config=imagenet_resnet34_online",
+                          f"--dataset=image_folder:{root}", "--image_size=128", "--width=0.0625", "--time_steps=1",
+                          "--batch_size=4", "--eval_batch_size=4", "--epochs=1", "--data_workers=1",
+                          f"--workdir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "SAFJAX_CACHE_DIR": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["model"] == "resnet34" and results["image_size"] == 128 and results["method"] == "saf_e"
+    assert results["epochs_completed"] == 1 and np.isfinite(results["train_loss_history"]).all()
