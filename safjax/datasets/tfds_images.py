@@ -40,19 +40,28 @@ def _import_tfds():
     return tfds
 
 
-def _absent_message(name: str, data_dir: str | None, tfds) -> str | None:
-    """Where TFDS looked for ``name`` and how to prepare it, as one message; None when ArrayRecord
-    data is there (so a failure to open it is some other problem)."""
+def preparation_problem(name: str, data_dir: str | None, tfds, split: str | None = None) -> str | None:
+    """Why TFDS's ``name`` (and its ``split``, if given) cannot be read in ``data_dir``, as one
+    sentence naming where TFDS looked; None when its ArrayRecord files are there."""
     builder = tfds.builder(name, data_dir=data_dir)
     where = str(builder.data_dir)
     if not data_dir:
         where += " (the default data_dir: $TFDS_DATA_DIR or ~/tensorflow_datasets)"
     if not builder.is_prepared():
-        problem = f"{name} is not prepared: tfds looked for it in {where} and found nothing."
-    elif builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
-        problem = (f"{name} is prepared in {where}, but as {builder.info.file_format.value} files, "
-                   "and random access needs ArrayRecord.")
-    else:
+        return f"{name} is not prepared: tfds looked for it in {where} and found nothing."
+    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+        return (f"{name} is prepared in {where}, but as {builder.info.file_format.value} files, "
+                "and random access needs ArrayRecord.")
+    if split is not None and split not in builder.info.splits:
+        return f"{name} in {where} has no {split!r} split (it has {', '.join(builder.info.splits) or 'none'})."
+    return None
+
+
+def _absent_message(name: str, data_dir: str | None, tfds) -> str | None:
+    """Where TFDS looked for ``name`` and how to prepare it, as one message; None when ArrayRecord
+    data is there (so a failure to open it is some other problem)."""
+    problem = preparation_problem(name, data_dir, tfds)
+    if problem is None:
         return None
     return (f"{problem} safjax never downloads data while loading. To prepare it, run "
             f"`tfds build {name} --data_dir=DIR --file_format=array_record` on a machine with internet "

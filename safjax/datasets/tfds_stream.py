@@ -38,7 +38,7 @@ import numpy as np
 
 from safjax.datasets.bad_example import BadExample
 
-from safjax.datasets import cache_files
+from safjax.datasets import cache_files, tfds_images
 from safjax.datasets.base import Dataset
 from safjax.datasets.image_folder import CACHE_ENV, IMAGENET_MEAN, IMAGENET_STD
 
@@ -63,18 +63,8 @@ def _build_command(name: str, data_dir: str | None) -> str:
 def _absent_message(name: str, split: str, data_dir: str | None, tfds) -> str | None:
     """Where TFDS looked for ``name`` and how to prepare it, as one line; None when its ArrayRecord
     files and ``split`` are there (so a failure to open it is some other problem)."""
-    builder = tfds.builder(name, data_dir=data_dir)
-    where = str(builder.data_dir)
-    if not data_dir:
-        where += " (the default data_dir: $TFDS_DATA_DIR or ~/tensorflow_datasets)"
-    if not builder.is_prepared():
-        problem = f"{name} is not prepared: tfds looked for it in {where} and found nothing."
-    elif builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
-        problem = (f"{name} is prepared in {where}, but as {builder.info.file_format.value} files, "
-                   "and random access needs ArrayRecord.")
-    elif split not in builder.info.splits:
-        problem = (f"{name} in {where} has no {split!r} split (it has {', '.join(builder.info.splits) or 'none'}).")
-    else:
+    problem = tfds_images.preparation_problem(name, data_dir, tfds, split)
+    if problem is None:
         return None
     return (f"{problem} safjax never downloads data while loading. To prepare it, put ILSVRC2012_img_train.tar "
             f"and ILSVRC2012_img_val.tar (https://image-net.org) in a folder MANUAL and run "
