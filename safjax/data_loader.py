@@ -101,7 +101,7 @@ def _pipeline(batch_of: Callable[..., Any], first: int, stop: int, workers: int,
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_BUFFERED))
     if workers:
         _ensure_flags_parsed()
-        iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=1),
+        iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2),
                                         worker_init_fn=worker_init).map(_owned)
     if transfer is not None:
         moved = iterable.map(lambda element: (transfer(element[0]), element[1]))
