@@ -16,6 +16,13 @@ time) and compile_time_s, plus the device and versions. A method is a registered
 a cost model (BPTT, TBPTT) also carry the analytic MACs, memory accesses and stored activation bytes
 of docs/tlbptt_costs.md, and every record its ratios to `--baseline` at the same T
 (`*_vs_<baseline>`).
+
+`--memory_only` compiles each step and records its memory, FLOPs and counts without running it (no
+step times): for a model too large to step on this machine, e.g. the per-device memory of
+ImageNet ResNet-34 in docs/scaling.md:
+
+    python -m experiments.benchmark --memory_only --model=resnet34 --stem=imagenet \\
+        --dataset=imagenet2012 --time_steps=6 --batch_size=32 --methods=saf_e,bptt
 """
 
 import json
@@ -34,6 +41,9 @@ flags.DEFINE_string("time_steps", "2,4,8,16,32", "Comma list of T.")
 flags.DEFINE_string("model", "digits_mlp", f"Model: {', '.join(benchmark.models.MODELS)} (vgg11_sws_flax: "
                     "vgg11_sws written as a plain Flax model, trained through the engine's Flax front-end).")
 flags.DEFINE_float("width", 1.0, "Multiplies the model's channel counts (1: the registered model).")
+flags.DEFINE_enum("stem", None, ["cifar", "imagenet"], "A ResNet's stem (resnet18, resnet34): cifar (3×3 conv) "
+                  "or imagenet (7×7 stride-2 conv and 2×2 average pool); unset: the model's default (imagenet for "
+                  "inputs of 128 px or more a side).")
 flags.DEFINE_string("dataset", "digits", f"Sets input shape and classes: {', '.join(benchmark.DATASET_SHAPES)}.")
 flags.DEFINE_integer("batch_size", 32, "Minibatch size.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per method (after one warm-up).")
@@ -47,6 +57,8 @@ flags.DEFINE_string("plot", "", "If set, write memory-vs-T and time-vs-T figures
 flags.DEFINE_string("profile", "", "If set, trace each method's repeats with jax.profiler into this directory "
                     "(<dir>/<method>/, for TensorBoard or Perfetto) and print its top events by time.")
 flags.DEFINE_string("output", "", "Write the records and environment as JSON here.")
+flags.DEFINE_bool("memory_only", False, "Compile each method's step and report its memory (and FLOPs) without "
+                  "running it: no step times, --repeats, --plot or --profile.")
 
 
 def _parse() -> tuple[list[str], list[int], int | bool]:
@@ -70,6 +82,8 @@ def _parse() -> tuple[list[str], list[int], int | bool]:
         raise ValueError(f"--width must be a channel multiplier > 0, got {FLAGS.width}.")
     if FLAGS.batch_size < 1 or FLAGS.repeats < 1:
         raise ValueError("--batch_size and --repeats must be ≥ 1.")
+    if FLAGS.memory_only and (FLAGS.plot or FLAGS.profile):
+        raise ValueError("--memory_only runs no step: --plot and --profile need step times; drop them.")
     if FLAGS.conv_weight_grad not in benchmark.CONV_WEIGHT_GRADS:
         raise ValueError(f"--conv_weight_grad must be one of {', '.join(benchmark.CONV_WEIGHT_GRADS)}.")
     return names, steps, parse_unroll(FLAGS.unroll)
@@ -94,20 +108,28 @@ def main(argv):
         names, steps, unroll = _parse()
     except ValueError as error:
         sys.exit(f"error: {error}")
-    net, params = benchmark.build(FLAGS.model, FLAGS.dataset, conv_weight_grad=FLAGS.conv_weight_grad,
-                                  precision=FLAGS.precision, width=FLAGS.width)
+    try:
+        net, params = benchmark.build(FLAGS.model, FLAGS.dataset, conv_weight_grad=FLAGS.conv_weight_grad,
+                                      precision=FLAGS.precision, width=FLAGS.width, stem=FLAGS.stem)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     env = benchmark.environment()
     width = f" (width {FLAGS.width:g})" if FLAGS.width != 1.0 else ""
-    print(f"{FLAGS.model}{width} on {FLAGS.dataset} shapes, batch {FLAGS.batch_size}, unroll={unroll}, "
+    width += f", {FLAGS.stem} stem" if FLAGS.stem else ""
+    mode = "compiled only (--memory_only), " if FLAGS.memory_only else ""
+    print(f"{FLAGS.model}{width} on {FLAGS.dataset} shapes, {mode}batch {FLAGS.batch_size}, unroll={unroll}, "
           f"{FLAGS.precision}, "
           f"conv weight grad {FLAGS.conv_weight_grad}; "
           f"{env['device_count']}× {env['device_kind']} ({env['backend']}), jax {env['jax']}", flush=True)
     print(benchmark.HEADER, flush=True)
-    records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
-                                log=lambda line: print(line, flush=True),
-                                settings=method_flags.given(_SETTINGS),
-                                baseline=FLAGS.baseline if FLAGS.baseline in names else None,
-                                profile_dir=FLAGS.profile or None)
+    try:  # e.g. a method that cannot train this model: one line
+        records = benchmark.measure(names, net, params, steps, FLAGS.batch_size, FLAGS.repeats, unroll,
+                                    log=lambda line: print(line, flush=True),
+                                    settings=method_flags.given(_SETTINGS),
+                                    baseline=FLAGS.baseline if FLAGS.baseline in names else None,
+                                    profile_dir=FLAGS.profile or None, memory_only=FLAGS.memory_only)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     if FLAGS.plot:
         from safjax import plots  # matplotlib only when asked for
 
@@ -116,6 +138,7 @@ def main(argv):
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
             json.dump({"environment": benchmark.environment(), "model": FLAGS.model, "width": FLAGS.width,
+                       "stem": FLAGS.stem, "memory_only": FLAGS.memory_only,
                        "settings": method_flags.given(_SETTINGS),
                        "dataset": FLAGS.dataset, "conv_weight_grad": FLAGS.conv_weight_grad, "precision": FLAGS.precision,
                        "records": records}, f, indent=2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import time
 from typing import Callable
 
@@ -32,6 +33,7 @@ DATASET_SHAPES = {  # (one image or frame [H, W, C], classes)
     "digits": ((8, 8, 1), 10), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
     "digits_events": ((32, 32, 2), 10), "cifar10_dvs": ((48, 48, 2), 10),
     "dvs_gesture": ((128, 128, 2), 11), "nmnist": ((34, 34, 2), 10),
+    "imagenet2012": ((224, 224, 3), 1000),
 }
 
 
@@ -71,7 +73,9 @@ def _flops(compiled) -> float:
     return float(analysis.get("flops", float("nan")))
 
 
-def _inputs(net, num_steps: int, batch_size: int):
+def _inputs(net, num_steps: int, batch_size: int, abstract: bool = False):
+    if abstract:  # their shapes and dtypes only: what a compile needs, no memory held
+        return jax.eval_shape(lambda: _inputs(net, num_steps, batch_size))
     key = jax.random.PRNGKey(num_steps)
     inputs = jax.random.uniform(key, (num_steps, batch_size) + net.input_shape, jnp.float32)
     return inputs, jax.random.randint(key, (batch_size,), 0, net.num_classes)
@@ -81,7 +85,7 @@ CONV_WEIGHT_GRADS = {"auto": None, "swapped": True, "plain": False}
 
 
 def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto", precision: str = "f32",
-          width: float = 1.0):
+          width: float = 1.0, stem: str | None = None):
     """(net, float32 params) of a registered model at the data set's input shape: a Sequential's
     (`safjax.Network`, its params tree), or a plain Flax model's (the step model
     ``FlaxModel(module).with_input(shape, float32)``, ``nnx.state(module, nnx.Param)``).
@@ -89,10 +93,15 @@ def build(model: str, dataset: str, seed: int = 0, conv_weight_grad: str = "auto
     ``conv_weight_grad``: "auto" (swapped-axes weight gradient on CPU only), "swapped" or "plain"
     (see `safjax.conv`). ``precision``: "f32" or "bf16" synaptic operators (`safjax.precision`); in a
     Flax model both reach its `safjax.nn` operators. ``width`` multiplies the model's channel
-    counts (1: the registered model; every registered model takes it).
+    counts (1: the registered model; every registered model takes it). ``stem``: a ResNet's stem,
+    ``"cifar"`` or ``"imagenet"`` (`safjax.models.SpikingResNet`; None: the model's default).
     """
     input_shape, num_classes = DATASET_SHAPES[dataset]
     extra = {"width": width} if width != 1.0 else {}
+    if stem is not None:
+        if "stem" not in inspect.signature(models.MODELS[model]).parameters:
+            raise ValueError(f"a stem ({stem!r}) is chosen for ResNets only; {model} has none.")
+        extra["stem"] = stem
     module = models.MODELS[model](nnx.Rngs(seed), num_classes=num_classes, input_shape=input_shape, **extra)
     swapped = CONV_WEIGHT_GRADS[conv_weight_grad]
 
@@ -125,8 +134,14 @@ def measure(
     baseline: str | None = None,
     profile_dir: str | None = None,
     profile_variants: list[str] | None = None,
+    memory_only: bool = False,
 ) -> list[dict]:
     """One record per variant × T (see `experiments/benchmark.py` for the fields).
+
+    ``memory_only``: compile each step for abstract inputs (shapes only, so a large batch holds no
+    host memory) and record its memory analysis, FLOPs and counts, but never run it (no warm-up, no
+    timed repeats, no profile: records have no ``step_time_*`` fields), e.g. for a model too large
+    to step on this machine; ``repeats`` and ``profile_dir`` are then ignored.
 
     ``variants`` are method specs (`parse_variant`: ``"saf_e"``, ``"bptt:remat=true"``); ``settings``
     (e.g. ``{"truncation": 2, "block_size": 1}``) reach every method that takes them, under the
@@ -156,7 +171,8 @@ def measure(
         raise ValueError(f"`profile_variants` {unknown} are not among the benchmarked variants {list(built)}.")
     records = []
     for num_steps in time_steps:
-        inputs, labels = _inputs(net, num_steps, batch_size)
+        inputs, labels = _inputs(net, num_steps, batch_size, abstract=memory_only)
+        x_0 = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype) if memory_only else inputs[0]
         key = jax.random.key(num_steps)
         compiled, rows, arguments = {}, {}, {}
         for spec, method in built.items():
@@ -177,7 +193,6 @@ def measure(
             executable = jax.jit(make_step(unroll)).lower(method_params, opt_state, inputs, labels, key).compile()
             compile_time = time.perf_counter() - start
             memory = executable.memory_analysis()
-            compiled[spec] = executable
             rows[spec] = {
                 "method": spec,
                 "time_steps": num_steps,
@@ -187,13 +202,14 @@ def measure(
                 "temp_bytes": int(memory.temp_size_in_bytes),
                 "argument_bytes": int(memory.argument_size_in_bytes),
                 "output_bytes": int(memory.output_size_in_bytes),
+                "alias_bytes": int(memory.alias_size_in_bytes),
                 "flops": costs.matmul_flops(step_jaxpr),
                 "flops_upper_bound": costs.branches_differ_in_flops(step_jaxpr),
                 "forward_flops": costs.count_matmul_flops(
                     lambda p, x, y: method.forward(net, p, x, y, unroll), params, inputs, labels
                 ),
                 "xla_flops_loop_body_once": _flops(executable),
-                "synaptic_ops_per_step": synaptic_ops_per_step(method, net, params, inputs[0], labels),
+                "synaptic_ops_per_step": synaptic_ops_per_step(method, net, params, x_0, labels),
                 "compile_time_s": compile_time,
             }
             analytic = method.cost_model(net, num_steps, batch_size) if method.cost_model and analytic_costs else None
@@ -201,29 +217,16 @@ def measure(
                 rows[spec].update(analytic_macs=analytic["macs"],
                                   analytic_memory_accesses=analytic["memory_accesses"],
                                   analytic_activation_bytes=analytic["activation_bytes"])
+            if memory_only:  # nothing runs: keep no executable or arguments
+                log(f"{spec}, T = {num_steps}, batch {batch_size}: compiled in {compile_time:.1f} s, "
+                    f"temp + argument + output = {memory_bytes(rows[spec]) / 1e9:.3f} GB")
+                continue
+            compiled[spec] = executable
             arguments[spec] = (method_params, opt_state)
             jax.block_until_ready(executable(method_params, opt_state, inputs, labels, key))  # warm-up
-        times = {spec: [] for spec in built}
-        cpu_times = {spec: [] for spec in built}
-        for _ in range(repeats):  # interleaved, so that drifts hit every method alike
-            for spec in built:
-                start, cpu_start = time.perf_counter(), time.process_time()
-                jax.block_until_ready(compiled[spec](*arguments[spec], inputs, labels, key))
-                times[spec].append(time.perf_counter() - start)
-                cpu_times[spec].append(time.process_time() - cpu_start)
-        if profile_dir:
-            import os
-
-            for spec in (built if profile_variants is None else profile_variants):
-                run = functools.partial(compiled[spec], *arguments[spec], inputs, labels, key)
-                directory = os.path.join(profile_dir, f"{spec.replace(':', '_')}_T{num_steps}")
-                rows[spec]["profile"] = profile(run, directory, repeats)
-                log(f"{spec}, T = {num_steps}: top events (trace in {directory})\n" + format_profile(rows[spec]["profile"]))
-        for spec in built:
-            ms = np.asarray(times[spec]) * 1e3
-            rows[spec].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
-                              step_time_max_ms=float(ms.max()),
-                              step_cpu_time_ms=float(np.median(cpu_times[spec]) * 1e3))
+        if not memory_only:
+            _time_steps(built, compiled, arguments, rows, inputs, labels, key, num_steps, repeats, profile_dir,
+                        profile_variants, log)
         if baseline is not None:
             for spec in built:
                 for key_name in ("temp_bytes", "step_time_ms", "analytic_macs", "analytic_memory_accesses",
@@ -234,6 +237,52 @@ def measure(
             records.append(rows[spec])
             log(format_row(rows[spec], baseline))
     return records
+
+
+def _time_steps(built, compiled, arguments, rows, inputs, labels, key, num_steps, repeats, profile_dir,
+                profile_variants, log) -> None:
+    """Add the step times (and, with ``profile_dir``, the profiles) of the compiled steps to ``rows``."""
+    times = {spec: [] for spec in built}
+    cpu_times = {spec: [] for spec in built}
+    for _ in range(repeats):  # interleaved, so that drifts hit every method alike
+        for spec in built:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            jax.block_until_ready(compiled[spec](*arguments[spec], inputs, labels, key))
+            times[spec].append(time.perf_counter() - start)
+            cpu_times[spec].append(time.process_time() - cpu_start)
+    if profile_dir:
+        import os
+
+        for spec in (built if profile_variants is None else profile_variants):
+            run = functools.partial(compiled[spec], *arguments[spec], inputs, labels, key)
+            directory = os.path.join(profile_dir, f"{spec.replace(':', '_')}_T{num_steps}")
+            rows[spec]["profile"] = profile(run, directory, repeats)
+            log(f"{spec}, T = {num_steps}: top events (trace in {directory})\n" + format_profile(rows[spec]["profile"]))
+    for spec in built:
+        ms = np.asarray(times[spec]) * 1e3
+        rows[spec].update(step_time_ms=float(np.median(ms)), step_time_min_ms=float(ms.min()),
+                          step_time_max_ms=float(ms.max()),
+                          step_cpu_time_ms=float(np.median(cpu_times[spec]) * 1e3))
+
+
+def memory_bytes(row: dict) -> int:
+    """A record's compiled temp + argument + output bytes per device (the trainer's ``peak_bytes``)."""
+    return row["temp_bytes"] + row["argument_bytes"] + row["output_bytes"]
+
+
+def batch_for_memory(rows: list[dict], budget_bytes: float) -> dict:
+    """The largest batch whose `memory_bytes` fits in ``budget_bytes``, extrapolated from records of
+    one method and T at two or more batch sizes by a least-squares line ``bytes = a + b·batch``:
+    ``{"intercept_bytes", "bytes_per_example", "batch"}`` (``batch`` rounded down; 0 when even the
+    fixed part exceeds the budget; None for a line that does not grow). docs/scaling.md checks its
+    answers with compiles at the predicted batch."""
+    batches = np.asarray([r["batch_size"] for r in rows], float)
+    if len(set(batches)) < 2:
+        raise ValueError("need records at two or more batch sizes to fit a line.")
+    slope, intercept = np.polyfit(batches, np.asarray([memory_bytes(r) for r in rows], float), 1)
+    batch = int(np.floor((budget_bytes - intercept) / slope)) if slope > 0 else None
+    return {"intercept_bytes": float(intercept), "bytes_per_example": float(slope),
+            "batch": max(batch, 0) if batch is not None else None}
 
 
 def profile(run: Callable[[], object], directory: str, repeats: int = 3, top: int = 15) -> list[dict]:
@@ -284,8 +333,19 @@ def format_row(row: dict, baseline: str | None = None) -> str:
     return (f"{row['method']:<11} {row['time_steps']:>3} {row['temp_bytes'] / 1e6:>9.2f} "
             f"{('≤' if row.get('flops_upper_bound') else '') + format(row['flops'] / 1e9, '.3f'):>9} "
             f"{row['forward_flops'] / 1e9:>9.3f} "
-            f"{row['synaptic_ops_per_step']:>8.1f} {row['step_time_ms']:>9.2f} {row['compile_time_s']:>9.2f} "
+            f"{row['synaptic_ops_per_step']:>8.1f} {_ms(row.get('step_time_ms')):>9} {row['compile_time_s']:>9.2f} "
             f"{'—' if ratio is None else f'{ratio:.3f}':>8}")
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _step_times(row: dict) -> str:
+    """"median (min–max)" ms, or "—" for a record that was compiled but not run (``memory_only``)."""
+    if "step_time_ms" not in row:
+        return "—"
+    return f"{row['step_time_ms']:.2f} ({row['step_time_min_ms']:.2f}–{row['step_time_max_ms']:.2f})"
 
 
 def environment() -> dict:
@@ -318,7 +378,7 @@ def markdown_table(records: list[dict]) -> str:
             f"| {r['method']} | {r['time_steps']} | {r['temp_bytes'] / 1e6:.2f} | "
             f"{'≤ ' if r.get('flops_upper_bound') else ''}{r['flops'] / 1e9:.3f} | "
             f"{r['forward_flops'] / 1e9:.3f} | {r['synaptic_ops_per_step']:.0f} | "
-            f"{r['step_time_ms']:.2f} ({r['step_time_min_ms']:.2f}–{r['step_time_max_ms']:.2f}) | "
+            f"{_step_times(r)} | "
             f"{r['compile_time_s']:.2f} |"
         )
     return "\n".join(lines)

@@ -88,3 +88,53 @@ def test_a_conditional_backward_is_flagged_as_an_upper_bound():
     assert sltt_k["flops"] == sltt["flops"] > sltt["forward_flops"] == sltt_k["forward_flops"]
     table = benchmark.markdown_table([sltt, sltt_k]).splitlines()
     assert "| ≤ " not in table[2] and "| ≤ " in table[3]
+
+
+def test_memory_only_compiles_and_reports_memory_but_no_times():
+    """--memory_only's records: the compiled step's memory (equal to a timed run's, since the same
+    program is compiled for abstract inputs) and FLOPs, and no step times."""
+    import json
+    import subprocess
+    import sys
+
+    net, params = benchmark.build("digits_mlp", "digits")
+    timed = benchmark.measure(["saf_e", "bptt"], net, params, [3], 16, repeats=1, log=lambda _: None)
+    lines = []
+    rows = benchmark.measure(["saf_e", "bptt"], net, params, [3], 16, log=lines.append, memory_only=True,
+                             baseline="bptt")
+    for row, reference in zip(rows, timed):
+        assert not [name for name in row if name.startswith("step_")]
+        assert row["temp_bytes"] == reference["temp_bytes"] > 0
+        assert row["argument_bytes"] == reference["argument_bytes"] > 0
+        assert row["flops"] == reference["flops"] > 0 and row["alias_bytes"] == 0
+        assert benchmark.memory_bytes(row) == row["temp_bytes"] + row["argument_bytes"] + row["output_bytes"]
+    assert rows[1]["temp_bytes_vs_bptt"] == 1.0 and "step_time_ms_vs_bptt" not in rows[0]
+    assert lines[0].startswith("saf_e, T = 3, batch 16: compiled in") and "bptt, T = 3" in lines[1]
+    assert benchmark.markdown_table(rows).splitlines()[2].count("| — |") == 1
+
+    result = subprocess.run([sys.executable, "-m", "experiments.benchmark", "--memory_only", "--time_steps=2",
+                             "--batch_size=4", "--methods=saf_e", "--output=/dev/stdout"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert data["memory_only"] is True and data["stem"] is None
+    (record,) = data["records"]
+    assert record["temp_bytes"] > 0 and "step_time_ms" not in record
+
+
+def test_the_largest_batch_in_a_budget_is_read_off_a_line():
+    rows = [{"batch_size": b, "temp_bytes": 100 + 10 * b, "argument_bytes": 5 * b, "output_bytes": 50}
+            for b in (8, 16)]
+    fit = benchmark.batch_for_memory(rows, 1000)
+    assert fit["intercept_bytes"] == pytest.approx(150) and fit["bytes_per_example"] == pytest.approx(15)
+    assert fit["batch"] == 56  # 150 + 15·56 = 990 ≤ 1000 < 150 + 15·57
+    assert benchmark.batch_for_memory(rows, 100)["batch"] == 0
+    with pytest.raises(ValueError, match="two or more batch sizes"):
+        benchmark.batch_for_memory(rows[:1], 1000)
+
+
+def test_imagenet_shapes_and_a_resnet_stem():
+    net, _ = benchmark.build("resnet18", "imagenet2012", width=0.125, stem="imagenet")
+    assert (net.input_shape, net.num_classes) == ((224, 224, 3), 1000)
+    with pytest.raises(ValueError, match="a stem .* ResNets only; digits_mlp has none"):
+        benchmark.build("digits_mlp", "digits", stem="imagenet")
