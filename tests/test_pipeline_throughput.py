@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from safjax import data_loader
 from safjax.datasets.base import Dataset
@@ -21,6 +22,7 @@ def test_images_per_second_runs_the_pipeline_with_and_without_augmentation():
         assert np.isfinite(rate) and rate > 0 and 0 < first < 60
 
 
+@pytest.mark.slow  # a worker process and the binary's start-up (~12 s)
 def test_the_binary_prints_both_rates_per_worker_count_of_generated_jpegs():
     run = subprocess.run([sys.executable, "-m", "experiments.pipeline_throughput", "--steps=2", "--batch_size=8",
                           "--dataset=jpeg:32", "--jpeg_images=40", "--data_workers=0,1"],
