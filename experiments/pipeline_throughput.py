@@ -72,7 +72,8 @@ def main(argv):
     try:
         counts = [int(w) for w in FLAGS.data_workers.split(",")]
     except ValueError:
-        sys.exit(f"error: --data_workers={FLAGS.data_workers!r} is invalid: expected a comma list of integers ≥ 0.")
+        sys.exit(f"error: --data_workers={FLAGS.data_workers!r} is invalid: expected a comma list of integers ≥ -1 "
+                 "(-1 = automatic).")
     with tempfile.TemporaryDirectory(prefix="safjax-jpegs-") as folder:
         try:
             dataset = _load(FLAGS.dataset, folder)
@@ -86,7 +87,7 @@ def main(argv):
         for workers in counts:
             for augment in (False, True):
                 rate, first = data_loader.images_per_second(dataset, FLAGS.batch_size, FLAGS.steps, augment,
-                                                            workers)
+                                                            data_loader.resolve_workers(workers, dataset))
                 label = ("read + augment + normalise" if augment else "read + normalise")
                 print(f"  data_workers={workers}  {label:<28} {rate:>10,.0f} images/s   first minibatch "
                       f"after {first:5.2f} s")

@@ -21,6 +21,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from experiments import method_flags, presets  # noqa: E402
 from safjax import datasets, experiment_config, methods, models, neurons, run_outputs  # noqa: E402
+from safjax.data_loader import DataWorkerError  # noqa: E402
 
 FLAGS = flags.FLAGS
 _REGISTERED = {"methods": ", ".join(methods.METHODS), "datasets": ", ".join(datasets.LOADERS),
@@ -89,7 +90,8 @@ def main(argv):
         from safjax import trainer
 
         trainer.train_and_evaluate(config_from_flags(), restart=FLAGS.restart, started=_STARTED)
-    except (ValueError, FileNotFoundError, FloatingPointError, ImportError, run_outputs.DiskFullError) as error:
+    except (ValueError, FileNotFoundError, FloatingPointError, ImportError, run_outputs.DiskFullError,
+            DataWorkerError) as error:
         sys.exit(f"error: {error}")
     except KeyboardInterrupt as error:  # Ctrl-C: the trainer's line says where the run can resume
         message = error.args[0] if error.args else "interrupted; rerun the same command to resume."

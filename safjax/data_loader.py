@@ -123,6 +123,10 @@ def _worker_died(error: BaseException, workers: int) -> DataWorkerError | None:
         return None
     code = text.split("exit code", 1)[1].split(".")[0].strip() if "exit code" in text else "?"
     cause = f"killed by signal {-int(code)}" if code.lstrip("-").isdigit() and int(code) < 0 else f"exit code {code}"
+    if code == "-7":  # SIGBUS: the shared memory that carries batches (/dev/shm) is full
+        return DataWorkerError(f"a data worker process died ({cause}: /dev/shm, which carries the minibatches, is "
+                               "full): give the container more shared memory (docker --shm-size), a smaller "
+                               "--batch_size, or --data_workers=0 to make minibatches in this process.")
     return DataWorkerError(f"a data worker process died ({cause}; out of memory?): lower --data_workers "
                            f"(now {workers}), or pass --data_workers=0 to make minibatches in this process.")
 

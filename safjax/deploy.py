@@ -61,10 +61,14 @@ def accuracy(forward: Callable, params, test_set, time_steps: int, batch_size: i
         outputs = forward(params, to_time_major(inputs))
         return jnp.sum((jnp.argmax(outputs.sum(0), -1) == labels) & valid)
 
-    total = 0
-    for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size):
+    total, skipped = 0, []
+    for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size,
+                                                              skipped=skipped if test_set.skip_bad else None):
         valid = np.arange(len(labels)) < num_valid
         total += int(correct(params, jnp.asarray(inputs), jnp.asarray(labels), jnp.asarray(valid)))
+    if skipped:  # only with the run's --skip_bad_examples (test_set.skip_bad); otherwise they raise
+        print(f"note: {len(set(skipped))} unreadable test example(s) replaced by the next one "
+              f"(--skip_bad_examples), e.g. {skipped[0]}")
     return total / len(test_set)
 
 

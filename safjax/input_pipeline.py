@@ -68,14 +68,17 @@ def make_batch(dataset: Dataset, indices: np.ndarray, *, augment: bool, seed: in
     and flip depend on neither its batch nor the process and worker counts), else
     `image_recipes.eval_view`; then scaled and normalised as above.
 
-    An example that cannot be read raises its `BadExample`; given a ``skipped`` list, the next
-    example of the data set (key + 1) takes its place, with its label, and the one-line reason is
-    appended to ``skipped`` (at most `MAX_SKIPPED_PER_BATCH` per batch).
+    An example that cannot be read raises its `BadExample`; given a ``skipped`` list, or for a
+    data set loaded with ``skip_bad``, the next example of the data set (key + 1) takes its place,
+    with its label, and the one-line reason is appended to ``skipped`` (at most
+    `MAX_SKIPPED_PER_BATCH` per batch).
 
     Returns ``(inputs [b, H, W, C] or [b, T, H, W, C] float32, labels [b] int32)`` with
     b the length of ``rows``.
     """
     local = np.array(np.asarray(indices)[rows])
+    if skipped is None and dataset.skip_bad:
+        skipped = []  # substituted, not reported by this caller
     for _ in range(MAX_SKIPPED_PER_BATCH + 1):
         try:
             inputs = _read(dataset, local, augment, seed, epoch)
@@ -83,11 +86,15 @@ def make_batch(dataset: Dataset, indices: np.ndarray, *, augment: bool, seed: in
         except BadExample as bad:
             if skipped is None:
                 raise
+            if bad.index not in local:
+                raise ValueError(f"{dataset.name}: a BadExample names example {bad.index}, which this batch does "
+                                 f"not read (its examples: {local.tolist()}): BadExample's index is the example's "
+                                 "position in the data set.") from bad
             skipped.append(bad.detail)
             local[local == bad.index] = (bad.index + 1) % len(dataset)
     else:
-        raise ValueError(f"more than {MAX_SKIPPED_PER_BATCH} unreadable examples in minibatch {step} of "
-                         f"{dataset.name}: the data set is damaged (the last: {skipped[-1]}).")
+        raise ValueError(f"more than {MAX_SKIPPED_PER_BATCH} unreadable examples among this process's rows of one "
+                         f"batch of {dataset.name}: the data set is damaged (the last: {skipped[-1]}).")
     labels = dataset.labels[local].astype(np.int32, copy=False)
     if dataset.temporal:
         return inputs.astype(np.float32, copy=False), labels

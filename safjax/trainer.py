@@ -13,6 +13,7 @@ checkpoint a rerun resumes from, and a full disk with one line naming the workdi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -91,11 +92,12 @@ def _make_evaluator(net, network_params, to_time_major, mesh):
     def evaluate(params, test_set, batch_size, model_state=None, workers=0, skipped=None):
         rows = input_pipeline.process_rows(batch_size, jax.process_index(), jax.process_count())
         total = 0
-        for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size, rows, workers, skipped):
-            valid = np.arange(len(labels)) < num_valid  # padding sits at the end of each slice
-            arrays = [jax.make_array_from_process_local_data(batch_sharding, a)
-                      for a in (inputs, labels, valid)]
-            total += int(correct(params, model_state, *arrays))
+        with contextlib.closing(data_loader.eval_batches(test_set, batch_size, rows, workers, skipped)) as batches:
+            for inputs, labels, num_valid in batches:  # closed (workers ended) on any exception too
+                valid = np.arange(len(labels)) < num_valid  # padding sits at the end of each slice
+                arrays = [jax.make_array_from_process_local_data(batch_sharding, a)
+                          for a in (inputs, labels, valid)]
+                total += int(correct(params, model_state, *arrays))
         return total / len(test_set)
 
     return evaluate
@@ -167,7 +169,8 @@ def _disk_full(workdir: str) -> run_outputs.DiskFullError:
 
 
 class SkippedExamples:
-    """The unreadable examples a run skipped (``--skip_bad_examples``): each logged once, in one line."""
+    """The unreadable examples a run skipped (``--skip_bad_examples``): each logged once, in one line.
+    With several processes, those of process 0's rows (each process reads its own rows)."""
 
     def __init__(self, log):
         self.seen: set[str] = set()
@@ -379,7 +382,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
     try:
         for global_step, epoch, index, inputs, labels in batches:
             if global_step != at:  # guards the restored iterator state: never train on the wrong minibatch
-                raise RuntimeError(f"the input pipeline yielded minibatch {global_step + 1} where {at + 1} was "
+                raise ValueError(f"the input pipeline yielded minibatch {global_step + 1} where {at + 1} was "
                                    "due: rerun with another --data_workers to restart it from the checkpoint.")
             tick, at = time.time(), global_step + 1
             if compiled is None:

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import safjax
-from safjax import network, ops, parallel, progress, run_record, run_outputs, sweep, trainer
+from safjax import datasets, network, ops, parallel, progress, run_record, run_outputs, sweep, trainer
 from safjax.checkpoints import Checkpointer
 from safjax.experiment_config import ExperimentConfig
 
@@ -415,3 +415,20 @@ def test_unreadable_images_stop_the_run_naming_them_or_are_skipped_and_listed(tm
     listed = json.loads((tmp_path / "run" / "results.json").read_text())["skipped_examples"]
     assert results["skipped_examples"] == listed and len(listed) == 2
     assert [str(empty) in listed[0] or str(empty) in listed[1], any(str(truncated) in r for r in listed)] == [True, True]
+
+
+def test_a_skipped_first_test_image_still_gives_the_raster_energy_and_results(tmp_path, monkeypatch):
+    """With --skip_bad_examples, an unreadable first test image (the raster plot's example, the
+    energy count's first) is replaced there too: the run finishes with results.json and energy."""
+    import streamed_folder
+
+    monkeypatch.setenv("SAFJAX_CACHE_DIR", str(tmp_path / "cache"))
+    streamed_folder.write(tmp_path / "images", train=8, test=4, classes=2)
+    (tmp_path / "images" / "test" / "class0" / "00.png").write_bytes(b"not an image")
+    results = trainer.train_and_evaluate(ExperimentConfig(
+        dataset=f"image_folder:{tmp_path / 'images'}", model="digits_mlp", batch_size=4, eval_batch_size=4, epochs=1,
+        num_devices=1, data_workers=0, skip_bad_examples=True, workdir=str(tmp_path / "run")))
+    assert (tmp_path / "run" / "results.json").exists() and results["synaptic_operations"] is not None
+    assert len(results["skipped_examples"]) == 1 and "00.png" in results["skipped_examples"][0]
+    with pytest.raises(ValueError, match="--image_size=32 is invalid for --dataset=digits"):
+        datasets.load("digits", "train", image_size=32)

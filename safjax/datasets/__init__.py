@@ -7,6 +7,7 @@ the data sets that use them.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 
@@ -41,9 +42,15 @@ def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int 
     ``time_steps`` is used by event data sets (frames per example); static image sets ignore it.
     ``image_size`` S > 0 asks for the ImageNet recipe (S×S views of images of any size,
     `safjax.image_recipes`); image folders and the loaders with an ``image_size`` argument
-    (imagenet2012) take it, the others ignore it. ``skip_bad_examples``: an image folder's
-    statistics pass leaves unreadable files out (batches skip them in any data set).
+    (imagenet2012) take it; the others refuse it. ``skip_bad_examples``: an image folder's
+    statistics pass leaves unreadable files out, and the data set's ``skip_bad`` is set (batches
+    put the next example in the place of an unreadable one, `safjax.input_pipeline.make_batch`).
     """
+    dataset = _load(name, split, data_dir, time_steps, image_size, skip_bad_examples)
+    return dataclasses.replace(dataset, skip_bad=True) if skip_bad_examples else dataset
+
+
+def _load(name, split, data_dir, time_steps, image_size, skip_bad_examples) -> Dataset:
     if name.startswith(IMAGE_FOLDER_PREFIX):
         from safjax.datasets import image_folder
 
@@ -58,6 +65,9 @@ def load(name: str, split: str, *, data_dir: str | None = None, time_steps: int 
         loader = getattr(importlib.import_module(module_name), function_name)
     if "image_size" in inspect.signature(loader).parameters:
         return loader(split, data_dir=data_dir, time_steps=time_steps, image_size=image_size)
+    if image_size:
+        raise ValueError(f"--image_size={image_size} is invalid for --dataset={name}: its images have one size; "
+                         "--image_size applies to image_folder:<root> and imagenet2012 (0 = stored size).")
     return loader(split, data_dir=data_dir, time_steps=time_steps)
 
 

@@ -36,6 +36,7 @@ class Dataset:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     augment: bool = False
+    skip_bad: bool = False  # an unreadable example is replaced by the next one (--skip_bad_examples)
     image_size: int | None = None
 
     def __post_init__(self):
