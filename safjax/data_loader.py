@@ -80,24 +80,24 @@ def _ensure_flags_parsed() -> None:
 
 class _Reporting:
     """``i`` → ``(batch_of(i, skipped), skipped examples)``: the batch and the one-line reasons of
-    the unreadable examples it skipped (a list only when ``skip_bad``: otherwise they raise)."""
+    the unreadable examples it skipped (only a data set loaded with ``skip_bad`` skips any)."""
 
-    def __init__(self, batch_of, skip_bad: bool):
-        self.batch_of, self.skip_bad = batch_of, skip_bad
+    def __init__(self, batch_of):
+        self.batch_of = batch_of
 
     def __call__(self, i: int):
-        skipped = [] if self.skip_bad else None
-        return self.batch_of(i, skipped), tuple(skipped or ())
+        skipped = []
+        return self.batch_of(i, skipped), tuple(skipped)
 
 
 def _pipeline(batch_of: Callable[..., Any], first: int, stop: int, workers: int,
-              transfer: Callable[[Any], Any] | None, skip_bad: bool = False):
+              transfer: Callable[[Any], Any] | None):
     """The grain dataset of elements ``first .. stop - 1`` mapped by ``batch_of`` (`_Reporting`)."""
     import grain
 
     if workers < 0:
         raise ValueError(f"`workers` must be ≥ 0, got {workers}.")
-    dataset = grain.MapDataset.range(first, stop).map(_Reporting(batch_of, skip_bad))
+    dataset = grain.MapDataset.range(first, stop).map(_Reporting(batch_of))
     iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_BUFFERED))
     if workers:
         _ensure_flags_parsed()
@@ -179,21 +179,20 @@ class TrainBatches(_Batches):
 
 def train_batches(dataset: Dataset, *, batch_size: int, seed: int, first_step: int, total_steps: int,
                   augment: bool, rows: slice = slice(None), workers: int = 0,
-                  transfer: Callable[[Any], Any] | None = None, state: dict | None = None,
-                  skip_bad: bool = False) -> TrainBatches:
+                  transfer: Callable[[Any], Any] | None = None, state: dict | None = None) -> TrainBatches:
     """``(global_step, epoch, index_in_epoch, inputs, labels)`` for global steps ``first_step ..
     total_steps - 1``: exactly `input_pipeline.minibatches`' minibatches (this process's ``rows``),
     made by ``workers`` processes (0: threads of this one), each tuple passed through ``transfer``
     (e.g. its arrays onto the devices) by a background thread. ``state`` (`TrainBatches.state` of an earlier
     iterator over the same data, workers and rows) resumes where it stopped; the caller checks the
-    first step it yields. ``skip_bad``: an unreadable example is replaced by the next one and its
-    reason added to ``.skipped`` (`input_pipeline.make_batch`), instead of raising. Close the
-    iterator (``.close()``) when done."""
+    first step it yields. In a data set loaded with ``skip_bad`` an unreadable example is
+    replaced by the next one and its reason added to ``.skipped`` (`input_pipeline.make_batch`).
+    Close the iterator (``.close()``) when done."""
     if not 0 <= first_step <= total_steps:
         raise ValueError(f"`first_step` must be in 0..{total_steps}, got {first_step}.")
     batch_of = input_pipeline.TrainBatch(dataset, batch_size, seed, augment, rows)
     first = first_step if state is None else int(state["first_step"])
-    iterable = _pipeline(batch_of, first, total_steps, workers, transfer, skip_bad)
+    iterable = _pipeline(batch_of, first, total_steps, workers, transfer)
     batches = TrainBatches(iterable, workers, first)
     if state is not None:
         batches._iterator.set_state(state["grain"])
@@ -203,10 +202,10 @@ def train_batches(dataset: Dataset, *, batch_size: int, seed: int, first_step: i
 def eval_batches(dataset: Dataset, batch_size: int, rows: slice = slice(None), workers: int = 0,
                  skipped: list[str] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """``(inputs, labels, num_valid)`` covering every example once, in order: exactly
-    `input_pipeline.eval_batches`, made by ``workers`` processes (0: threads of this one). Given
-    a ``skipped`` list, unreadable examples are replaced by the next one and reported there."""
+    `input_pipeline.eval_batches`, made by ``workers`` processes (0: threads of this one). The
+    unreadable examples a data set loaded with ``skip_bad`` skipped are added to ``skipped``."""
     batch_of = input_pipeline.EvalBatch(dataset, batch_size, rows)
-    batches = _Batches(_pipeline(batch_of, 0, batch_of.num_batches, workers, None, skipped is not None), workers)
+    batches = _Batches(_pipeline(batch_of, 0, batch_of.num_batches, workers, None), workers)
     try:
         yield from batches
     finally:

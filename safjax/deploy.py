@@ -62,8 +62,7 @@ def accuracy(forward: Callable, params, test_set, time_steps: int, batch_size: i
         return jnp.sum((jnp.argmax(outputs.sum(0), -1) == labels) & valid)
 
     total, skipped = 0, []
-    for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size,
-                                                              skipped=skipped if test_set.skip_bad else None):
+    for inputs, labels, num_valid in data_loader.eval_batches(test_set, batch_size, skipped=skipped):
         valid = np.arange(len(labels)) < num_valid
         total += int(correct(params, jnp.asarray(inputs), jnp.asarray(labels), jnp.asarray(valid)))
     if skipped:  # only with the run's --skip_bad_examples (test_set.skip_bad); otherwise they raise

@@ -68,23 +68,22 @@ def make_batch(dataset: Dataset, indices: np.ndarray, *, augment: bool, seed: in
     and flip depend on neither its batch nor the process and worker counts), else
     `image_recipes.eval_view`; then scaled and normalised as above.
 
-    An example that cannot be read raises its `BadExample`; given a ``skipped`` list, or for a
-    data set loaded with ``skip_bad``, the next example of the data set (key + 1) takes its place,
-    with its label, and the one-line reason is appended to ``skipped`` (at most
+    An example that cannot be read raises its `BadExample`; in a data set loaded with ``skip_bad``
+    (``--skip_bad_examples``) the next example of the data set (key + 1) takes its place, with its
+    label, and the one-line reason is appended to ``skipped`` when given (at most
     `MAX_SKIPPED_PER_BATCH` per batch).
 
     Returns ``(inputs [b, H, W, C] or [b, T, H, W, C] float32, labels [b] int32)`` with
     b the length of ``rows``.
     """
     local = np.array(np.asarray(indices)[rows])
-    if skipped is None and dataset.skip_bad:
-        skipped = []  # substituted, not reported by this caller
+    skipped = skipped if skipped is not None else []  # reasons this caller does not ask for are dropped
     for _ in range(MAX_SKIPPED_PER_BATCH + 1):
         try:
             inputs = _read(dataset, local, augment, seed, epoch)
             break
         except BadExample as bad:
-            if skipped is None:
+            if not dataset.skip_bad:
                 raise
             if bad.index not in local:
                 raise ValueError(f"{dataset.name}: a BadExample names example {bad.index}, which this batch does "

@@ -79,7 +79,7 @@ def _make_evaluator(net, network_params, to_time_major, mesh):
     example exactly once, in padded global batches sharded like the training data (each process
     feeds its rows), made by ``workers`` data processes; ``model_state``: the running statistics a
     Flax model's BatchNorm evaluates with; ``skipped``: a list that collects the unreadable examples
-    skipped (`data_loader.eval_batches`), None to stop on them."""
+    a data set loaded with ``skip_bad`` skipped (`data_loader.eval_batches`)."""
     batch_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS))
 
     @jax.jit
@@ -423,10 +423,10 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
             if index == steps_per_epoch - 1:
                 meter.close()
                 meter = None
-                eval_skipped = [] if config.skip_bad_examples else None
+                eval_skipped = []
                 accuracy = evaluate(params, test_set, eval_batch, parallel.model_state(net, opt_state),
                                     data_loader.resolve_workers(config.data_workers, test_set), eval_skipped)
-                skipped.note(eval_skipped or [])
+                skipped.note(eval_skipped)
                 rates = [round(float(r), 4) for r in metrics.firing_rates]
                 history.append({"step": done, "epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
                                 "test_accuracy": accuracy, "firing_rates": rates,
@@ -514,8 +514,7 @@ def _train_batches(config: ExperimentConfig, train_set, first_step: int, total_s
     def start(state):
         return data_loader.train_batches(train_set, batch_size=config.batch_size, seed=config.seed,
                                          first_step=first_step, total_steps=total_steps, augment=config.augment,
-                                         rows=rows, workers=workers, transfer=transfer, state=state,
-                                         skip_bad=config.skip_bad_examples)
+                                         rows=rows, workers=workers, transfer=transfer, state=state)
 
     usable = (saved is not None and saved.get("next_step") == first_step and saved.get("workers") == workers
               and saved.get("processes") == jax.process_count())

@@ -5,6 +5,7 @@ the default run keeps one; the rest are slow."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -256,10 +257,9 @@ def test_workers_end_with_a_killed_main_process_and_ignore_ctrl_c(tmp_path):
 
 
 def test_skipping_puts_the_next_example_in_place_and_reports_it_whatever_the_processes(tmp_path):
-    dataset = _folder(tmp_path / "images", bad="05.png")
+    dataset = dataclasses.replace(_folder(tmp_path / "images", bad="05.png"), skip_bad=True)  # --skip_bad_examples
     bad = [i for i, path in enumerate(dataset.inputs.paths) if path.endswith(os.path.join("b", "05.png"))][0]
-    batches = data_loader.train_batches(dataset, batch_size=6, seed=SEED, first_step=0, total_steps=6, augment=False,
-                                        skip_bad=True)
+    batches = data_loader.train_batches(dataset, batch_size=6, seed=SEED, first_step=0, total_steps=6, augment=False)
     got = _drain_keeping(batches)
     assert len(batches.skipped) == 1 and f"cannot read example {bad} " in batches.skipped[0]
     # The rule with the bad example's place taken by the next one, as an unbroken data set gives it.
@@ -272,7 +272,7 @@ def test_skipping_puts_the_next_example_in_place_and_reports_it_whatever_the_pro
         np.testing.assert_array_equal(labels, want_labels)
         np.testing.assert_array_equal(inputs, want_inputs)
     parts = [_drain(data_loader.train_batches(dataset, batch_size=6, seed=SEED, first_step=0, total_steps=6,
-                                              augment=False, skip_bad=True, rows=input_pipeline.process_rows(6, p, 2)))
+                                              augment=False, rows=input_pipeline.process_rows(6, p, 2)))
              for p in range(2)]
     glued = [(a[0], a[1], a[2], np.concatenate([a[3], b[3]]), np.concatenate([a[4], b[4]])) for a, b in zip(*parts)]
     _assert_same(glued, got)
