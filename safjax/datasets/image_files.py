@@ -70,6 +70,17 @@ def read_example(path: str, channels: int | None, index: int, name: str) -> np.n
                                 f"{type(error).__name__}: {reason}") from error
 
 
+def one_position(index, length: int, name: str) -> int:
+    """The single integer ``index`` (negative: from the end) as a position in 0..length-1;
+    TypeError for a non-integer, IndexError (one line naming ``name``) when out of range."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"{name}: read takes one integer index, got {index!r}.")
+    position = int(index) + (length if index < 0 else 0)
+    if not 0 <= position < length:
+        raise IndexError(f"index {index} is out of range for {length} examples of {name}.")
+    return position
+
+
 def ordered_map(function, items: Sequence, pixels: int):
     """Yield ``function(item)`` for ``items`` in order, computed in a few threads when images of
     ``pixels`` (H·W) are large enough for that to pay (Pillow releases the GIL while decoding)."""
@@ -148,11 +159,7 @@ class ImageFiles:
         """Example ``index`` as decoded, ``[H_i, W_i, C]`` uint8 at its own size (RGB or
         grayscale as ``shape[3]`` says); a file Pillow cannot decode is refused in one line
         naming the example and its path."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"{self.name}: read takes one integer index, got {index!r}.")
-        position = int(index) + (len(self) if index < 0 else 0)
-        if not 0 <= position < len(self):
-            raise IndexError(f"index {index} is out of range for {len(self)} examples of {self.name}.")
+        position = one_position(index, len(self), self.name)
         return read_example(self.paths[position], self.shape[3], position, self.name)
 
     def _read(self, position: int) -> np.ndarray:
@@ -172,10 +179,7 @@ class ImageFiles:
                             "input_pipeline.make_batch makes them {0}×{0} with the ImageNet recipe "
                             "(safjax.image_recipes).".format(self.image_size))
         if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
-            position = int(index) + (len(self) if index < 0 else 0)
-            if not 0 <= position < len(self):
-                raise IndexError(f"index {index} is out of range for {len(self)} examples of {self.name}.")
-            return self._read(position)
+            return self._read(one_position(index, len(self), self.name))
         rows = self._positions(index).tolist()
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         for row, array in enumerate(ordered_map(self._read, rows, self.shape[1] * self.shape[2])):

@@ -40,6 +40,7 @@ from safjax.datasets.bad_example import BadExample
 
 from safjax.datasets import cache_files, tfds_images
 from safjax.datasets.base import Dataset
+from safjax.datasets.image_files import one_position
 from safjax.datasets.image_folder import CACHE_ENV, IMAGENET_MEAN, IMAGENET_STD
 
 IMAGENET_SPLITS = {"train": "train", "test": "validation"}  # safjax split -> TFDS split
@@ -166,11 +167,7 @@ class TfdsImages:
     def read(self, index: int) -> np.ndarray:
         """Example ``index`` as ``[H_i, W_i, 3]`` uint8 RGB; an undecodable record is refused in
         one line naming the example."""
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"{self.name}: read takes one integer index, got {index!r}.")
-        position = int(index) + (len(self) if index < 0 else 0)
-        if not 0 <= position < len(self):
-            raise IndexError(f"index {index} is out of range for {len(self)} examples of {self.name}.")
+        position = one_position(index, len(self), self.name)
         record = position if self.positions is None else int(self.positions[position])
         data = self.source()[record]["image"]
         try:
