@@ -477,7 +477,8 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         "compile_time_s": totals["compile_time_s"],
         "peak_memory_bytes": memory.get("peak_bytes"),
         "compiled_memory": memory,
-        "wall_time_s": totals["wall_time_s"],  # start-up included, summed over attempts
+        # Start-up included, summed over attempts: each earlier attempt up to its last checkpoint.
+        "wall_time_s": totals["wall_time_s"],
         "device_kind": jax.devices()[0].device_kind,
         "skipped_examples": skipped.all(),  # unreadable examples --skip_bad_examples replaced, over all attempts
         # Recomputed from the whole history, so a resumed or rerun run reports the same warnings.
