@@ -20,6 +20,8 @@ from PIL import Image
 from safjax import data_loader, datasets, input_pipeline
 from safjax.datasets import Dataset, image_folder
 
+import interruptible
+
 SEED = 3
 
 
@@ -216,6 +218,20 @@ def test_a_dying_worker_is_one_line_not_a_hang():
     assert "\n" not in str(error.value) and "--data_workers" in str(error.value)
 
 
+def _ignore_ctrl_c_within(pids, limit_s: float) -> bool:
+    """Whether every process of ``pids`` ignores SIGINT (its /proc status's SigIgn mask) within ``limit_s``."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        masks = []
+        for pid in pids:
+            with open(f"/proc/{pid}/status") as status:
+                masks += [int(line.split()[1], 16) for line in status if line.startswith("SigIgn:")]
+        if all(mask & (1 << (signal.SIGINT - 1)) for mask in masks):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 @pytest.mark.slow
 def test_workers_end_with_a_killed_main_process_and_ignore_ctrl_c(tmp_path):
     """SIGINT to the process group: the workers print nothing (only the main process reports);
@@ -238,11 +254,13 @@ def test_workers_end_with_a_killed_main_process_and_ignore_ctrl_c(tmp_path):
 
     for stop in (signal.SIGINT, signal.SIGKILL):
         process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True, cwd=tmp_path)
+                                   text=True, start_new_session=True, cwd=tmp_path,
+                                   preexec_fn=interruptible.restore_ctrl_c)
         assert process.stdout.readline().strip() == "started"
         workers = [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
         assert workers
-        if stop == signal.SIGINT:
+        if stop == signal.SIGINT:  # once every worker runs (a worker still starting up is not yet covered)
+            assert _ignore_ctrl_c_within(workers, 60), "a worker never set SIGINT to SIG_IGN"
             os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         else:
             process.kill()

@@ -20,6 +20,8 @@ from safjax.checkpoints import Checkpointer
 from safjax.datasets import cache_files, image_folder
 from safjax.experiment_config import ExperimentConfig
 
+import interruptible
+
 SMALL = ["--train_examples=256", "--test_examples=64", "--time_steps=2", "--num_devices=1",
          "--checkpoint_every=4"]
 
@@ -197,7 +199,8 @@ def _read_until(process, text, limit_s=120):
 @pytest.mark.slow  # three runs of the binary (~40 s)
 def test_ctrl_c_says_where_the_run_resumes_and_a_second_run_is_refused(tmp_path):
     command = _train_command(tmp_path, "--epochs=400")
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=interruptible.restore_ctrl_c)
     try:
         _read_until(first, "epoch   2/400")
         second = subprocess.run(command, capture_output=True, text=True, timeout=120)
