@@ -8,7 +8,8 @@ and at the end ``results.json`` and ``plots/`` (curves, firing rates, a spike ra
 model is an ``nn.Sequential`` (a `safjax.Network`) or a plain Flax NNX module of Flax layers and
 `safjax.nn` cells (one time step per call), trained through its step model (`initial_state`). One run at
 a time holds a workdir (`safjax.run_record.lock`); Ctrl-C ends a run with one line naming the
-checkpoint a rerun resumes from, and a full disk with one line naming the workdir.
+checkpoint a rerun resumes from, and a full disk with one line naming the workdir. The minibatch
+loop itself (step, evaluation, checkpoints, totals over attempts) is `safjax.training_loop`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from safjax import (checkpoints, data_loader, datasets, encoding, input_pipeline, learning_monitor, models, optimizers,
-                    precision, parallel, progress, run_record, run_outputs, simulate)
+from safjax import (data_loader, datasets, encoding, input_pipeline, learning_monitor, models, optimizers, parallel,
+                    precision, run_record, run_outputs, simulate, training_loop)
 from safjax import network as network_lib
 from safjax import nn
 from safjax.engine.flax_model import FlaxModel
@@ -151,17 +152,6 @@ def _log_restart(workdir: str, deleted: list[str], kept: list[str], shown: int =
         _log(f"--restart: kept {len(kept)} file(s) in {workdir} that safjax did not write: {names}")
 
 
-def _interrupted(workdir: str, at: int, total_steps: int, saved: int) -> str:
-    """The one line of a run stopped by Ctrl-C at minibatch ``at``; ``saved``: its newest checkpoint."""
-    where = f"interrupted at minibatch {at} of {total_steps}"
-    if not workdir:
-        return f"{where}; nothing was saved (no --workdir)."
-    if not saved:
-        return f"{where}, before its first checkpoint: rerunning the same command starts it over."
-    return (f"{where}; rerun the same command to resume from the checkpoint at minibatch {saved} in "
-            f"{os.path.join(workdir, 'checkpoints')} (it then ends exactly like an uninterrupted run).")
-
-
 def _disk_full(workdir: str) -> run_outputs.DiskFullError:
     return run_outputs.DiskFullError(
         f"no space left on the disk of --workdir={workdir} (or its quota is used up): free space there, or "
@@ -279,66 +269,105 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
     if config.batch_size % num_devices:
         raise ValueError(f"--batch_size={config.batch_size} is invalid: expected a multiple of the "
                          f"{num_devices} devices (or set --num_devices).")
-    if config.workdir:
-        finished = _prepare_workdir(config, num_devices, restart)
-        if finished is not None:
-            _log(f"{config.workdir} already holds this finished run (test accuracy "
-                 f"{finished['test_accuracy']:.4f}, {os.path.join(config.workdir, RESULTS_FILE)}): nothing to "
-                 "train; pass --restart to train it again.")
-            return finished
-    else:
+    finished = _finished_run(config, num_devices, restart)
+    if finished is not None:
+        return finished
+    train_set, test_set = _load_data(config)
+    steps_per_epoch = _steps_per_epoch(config, train_set, test_set)
+    total_steps = config.epochs * steps_per_epoch
+    setup = initial_state(config, train_set)
+    to_time_major = _time_major(train_set.temporal, config.time_steps)
+    step = parallel.make_parallel_train_step(setup.method, setup.net, setup.optimizer, mesh, config.train_config(),
+                                             prepare_inputs=to_time_major, donate=True)
+    evaluation = training_loop.Evaluation(
+        _make_evaluator(setup.eval_net, setup.method.network_params, to_time_major, mesh), test_set,
+        math.ceil(config.eval_batch_size / num_devices) * num_devices, train_set.num_classes)
+    checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
+    resumed = _resume(config, checkpointer, setup, total_steps)
+    skipped = SkippedExamples(_log)
+    skipped.seen.update(resumed.skipped)
+    outputs = _start_outputs(config, num_devices, resumed.first_step, total_steps)
+    params, opt_state = parallel.replicate((resumed.params, resumed.opt_state), mesh)
+    workers = data_loader.resolve_workers(config.data_workers, train_set)
+    batches = _train_batches(config, train_set, resumed.first_step, total_steps, workers, _transfer(step),
+                             resumed.data)
+    _log_run(config, train_set, test_set, setup.method, steps_per_epoch, num_devices)
+    loop = training_loop.TrainingLoop(
+        config, step, setup.net, _minibatch_key(config.seed, mesh), evaluation, steps_per_epoch, total_steps,
+        resumed._replace(params=params, opt_state=opt_state), checkpointer, outputs, skipped, started, _log)
+    loop.run(batches)
+    results = _results(config, loop, num_devices, train_set.num_classes, skipped)
+    _finish(config, loop, setup, test_set, to_time_major, outputs, results)
+    elapsed = time.time() - started
+    earlier = f"; {loop.before.get('wall_time_s', 0.0) + elapsed:.1f} s over all attempts" if loop.first_step else ""
+    _log(f"final test accuracy: {results['test_accuracy']:.4f} (wall time {elapsed:.1f} s including start-up: "
+         f"compilation {loop.compile_time if loop.compiled else 0.0:.1f} s, training {loop.train_time:.1f} s{earlier})")
+    return results
+
+
+def _finished_run(config: ExperimentConfig, num_devices: int, restart: bool) -> dict | None:
+    """The results of the finished identical run in the workdir (after one line saying so), else None;
+    checks the workdir first (`_prepare_workdir`). Without a workdir, one line: nothing is saved."""
+    if not config.workdir:
         _log("no --workdir: nothing is saved (no checkpoints, metrics, results.json or plots); "
              "pass --workdir=DIR to keep them.")
-    train_set, test_set = _load_data(config)
+        return None
+    finished = _prepare_workdir(config, num_devices, restart)
+    if finished is not None:
+        _log(f"{config.workdir} already holds this finished run (test accuracy "
+             f"{finished['test_accuracy']:.4f}, {os.path.join(config.workdir, RESULTS_FILE)}): nothing to "
+             "train; pass --restart to train it again.")
+    return finished
+
+
+def _steps_per_epoch(config: ExperimentConfig, train_set, test_set) -> int:
+    """Minibatches per epoch, after checking both splits' labels; ValueError when there are none."""
     _check_labels(train_set, "train")
     _check_labels(test_set, "test")
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"--batch_size={config.batch_size} is invalid: it exceeds the "
                          f"{len(train_set)} training examples.")
-    total_steps = config.epochs * steps_per_epoch
-    net, method, params, optimizer, opt_state, eval_net = initial_state(config, train_set)
-    train_config = config.train_config()
-    to_time_major = _time_major(train_set.temporal, config.time_steps)
-    step = parallel.make_parallel_train_step(method, net, optimizer, mesh, train_config,
-                                             prepare_inputs=to_time_major, donate=True)
-    evaluate = _make_evaluator(eval_net, method.network_params, to_time_major, mesh)
-    eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
+    return steps_per_epoch
 
-    checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
-    first_step, history, resumed_epoch_losses, first_loss, before, saved_data = 0, [], [], None, {}, None
-    skipped = SkippedExamples(_log)
-    if checkpointer:
-        restored = checkpointer.restore_latest({"params": params, "opt_state": opt_state}, log=_log)
-        if restored:
-            first_step, state, meta = restored
-            if first_step > total_steps:
-                checkpointer.close()
-                raise ValueError(
-                    f"--workdir={config.workdir} holds a run already trained for {first_step} minibatches, more "
-                    f"than --epochs={config.epochs} ({total_steps} minibatches): pass a larger --epochs, use a "
-                    "new --workdir, or pass --restart to start over.")
-            params, opt_state, history = state["params"], state["opt_state"], meta["history"]
-            resumed_epoch_losses = meta["epoch_losses"]  # losses of the epoch the run stopped in
-            first_loss = meta.get("first_loss")
-            before = meta.get("totals", {})  # time, examples and memory of the earlier attempts
-            saved_data = meta.get("data")  # the input pipeline's position (none in older checkpoints)
-            skipped.seen.update(meta.get("skipped_examples", []))
-            _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
-    if config.workdir and jax.process_index() == 0:
-        run_record.save(config.workdir, run_record.record(config, num_devices))
-        if first_step < total_steps and os.path.exists(os.path.join(config.workdir, RESULTS_FILE)):
-            os.remove(os.path.join(config.workdir, RESULTS_FILE))  # a run extended to more epochs: not finished
-    outputs = RunOutputs(config.workdir, first_step, log=_log) if config.workdir and jax.process_index() == 0 else None
-    params, opt_state = parallel.replicate((params, opt_state), mesh)
-    rows = input_pipeline.process_rows(config.batch_size, jax.process_index(), jax.process_count())
-    run_key = jax.random.fold_in(jax.random.key(config.seed), 1)  # 0 went to the method's init_params
 
-    # Minibatch ``global_step``'s key: a function of the step alone, so a resumed run draws exactly
-    # what an uninterrupted one does. Computed by a jitted function with a replicated output, which
-    # every process can make (a `device_put` onto the global mesh cannot, with several processes).
-    minibatch_key = jax.jit(lambda global_step: jax.random.fold_in(run_key, global_step),
-                            out_shardings=NamedSharding(mesh, P()))
+def _resume(config: ExperimentConfig, checkpointer: Checkpointer | None, setup: RunSetup,
+            total_steps: int) -> training_loop.Resumed:
+    """The run's starting point: its newest readable checkpoint (restored into ``setup``'s params and
+    optimizer state), else from scratch; ValueError when the checkpoint is past ``total_steps``."""
+    scratch = training_loop.from_scratch(setup.params, setup.opt_state)
+    restored = checkpointer.restore_latest({"params": setup.params, "opt_state": setup.opt_state},
+                                           log=_log) if checkpointer else None
+    if not restored:
+        return scratch
+    first_step, state, meta = restored
+    if first_step > total_steps:
+        checkpointer.close()
+        raise ValueError(
+            f"--workdir={config.workdir} holds a run already trained for {first_step} minibatches, more "
+            f"than --epochs={config.epochs} ({total_steps} minibatches): pass a larger --epochs, use a "
+            "new --workdir, or pass --restart to start over.")
+    _log(f"resumed from {checkpointer.directory}/{first_step} (minibatch {first_step} of {total_steps})")
+    return training_loop.Resumed(first_step, state["params"], state["opt_state"], meta["history"],
+                                 meta["epoch_losses"], meta.get("first_loss"), meta.get("totals", {}),
+                                 meta.get("data"), meta.get("skipped_examples", []))
+
+
+def _start_outputs(config: ExperimentConfig, num_devices: int, first_step: int, total_steps: int):
+    """On process 0 with a workdir: the run's record written (a run extended to more epochs loses its
+    results.json: it is not finished) and its `RunOutputs`; else None."""
+    if not config.workdir or jax.process_index() != 0:
+        return None
+    run_record.save(config.workdir, run_record.record(config, num_devices))
+    results_file = os.path.join(config.workdir, RESULTS_FILE)
+    if first_step < total_steps and os.path.exists(results_file):
+        os.remove(results_file)
+    return RunOutputs(config.workdir, first_step, log=_log)
+
+
+def _transfer(step):
+    """A `data_loader` transfer: this process's rows of a minibatch → global arrays sharded like
+    ``step``'s inputs and labels."""
 
     def transfer(item):
         global_step, epoch, index, inputs, labels = item
@@ -346,120 +375,36 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
                 jax.make_array_from_process_local_data(step.inputs_sharding, inputs),
                 jax.make_array_from_process_local_data(step.labels_sharding, labels))
 
-    workers = data_loader.resolve_workers(config.data_workers, train_set)
-    batches = _train_batches(config, train_set, first_step, total_steps, rows, workers, transfer,
-                             saved_data)
+    return transfer
+
+
+def _minibatch_key(seed: int, mesh):
+    """Minibatch k's random key: a function of (seed, k) alone, so a resumed run draws exactly what an
+    uninterrupted one does. Computed by a jitted function with a replicated output, which every
+    process can make (a `device_put` onto the global mesh cannot, with several processes)."""
+    run_key = jax.random.fold_in(jax.random.key(seed), 1)  # 0 went to the method's init_params
+    return jax.jit(lambda global_step: jax.random.fold_in(run_key, global_step),
+                   out_shardings=NamedSharding(mesh, P()))
+
+
+def _log_run(config: ExperimentConfig, train_set, test_set, method, steps_per_epoch: int, num_devices: int) -> None:
+    """The run's first lines: method, data, model and shape of the run; where its outputs go."""
     clipping = f", gradients clipped to norm {config.gradient_clip:g}" if config.gradient_clip else ""
     settings = ", ".join(f"{k}={v!r}" for k, v in method.settings)
-    _log(f"{config.method}{f'({settings})' if settings else ''} on {config.dataset} ({len(train_set)} train / {len(test_set)} test), "
-         f"model {config.model_name}, T={config.time_steps}, {config.epochs} epochs of "
+    _log(f"{config.method}{f'({settings})' if settings else ''} on {config.dataset} ({len(train_set)} train / "
+         f"{len(test_set)} test), model {config.model_name}, T={config.time_steps}, {config.epochs} epochs of "
          f"{steps_per_epoch} minibatches of {config.batch_size}, {num_devices} device(s){clipping}")
     if config.workdir:
         _log(f"outputs in {os.path.abspath(config.workdir)}: checkpoints every {config.checkpoint_every} "
              "minibatches, metrics.jsonl, tensorboard/, and at the end results.json and plots/")
-    compiled, memory = None, before.get("memory", {})
-    compile_time = before.get("compile_time_s", 0.0)
-    train_time, trained_examples, interval_losses, last_saved = 0.0, 0, [], first_step
-    loop_start = None  # after compilation: the ETA's clock
-    epoch_losses = list(resumed_epoch_losses)
-    warned: set[str] = set()
-    meter = None
-    lead = jax.process_index() == 0
-    at = first_step  # the minibatch in progress, for the line of an interrupted run
 
-    def totals_so_far() -> dict:
-        return {"train_time_s": before.get("train_time_s", 0.0) + train_time,
-                "trained_examples": before.get("trained_examples", 0) + trained_examples,
-                "wall_time_s": before.get("wall_time_s", 0.0) + time.time() - started,
-                "compile_time_s": compile_time, "memory": memory}
 
-    def eta(done: int) -> str:
-        run_here = done - first_step
-        if not run_here or loop_start is None:
-            return "?"
-        return progress.clock((time.time() - loop_start) / run_here * (total_steps - done))
-
-    try:
-        for global_step, epoch, index, inputs, labels in batches:
-            if global_step != at:  # guards the restored iterator state: never train on the wrong minibatch
-                raise ValueError(f"the input pipeline yielded minibatch {global_step + 1} where {at + 1} was "
-                                   "due: rerun with another --data_workers to restart it from the checkpoint.")
-            tick, at = time.time(), global_step + 1
-            if compiled is None:
-                _log("compiling the training step …", end="")
-                compiled = step.jitted.lower(params, opt_state, inputs, labels, minibatch_key(0)).compile()
-                memory = _memory_figures(compiled)
-                compile_time = time.time() - tick
-                _log(f" done in {compile_time:.1f} s")
-                tick = loop_start = time.time()
-            if meter is None:
-                meter = progress.Progress(steps_per_epoch * config.batch_size, f"epoch {epoch + 1}/{config.epochs}",
-                                          "examples", interval_s=30.0, enabled=lead, initial=index * config.batch_size)
-            params, opt_state, metrics = compiled(params, opt_state, inputs, labels, minibatch_key(global_step))
-            skipped.note(batches.skipped)
-            loss = float(metrics.loss)
-            if not math.isfinite(loss):
-                kept = ""
-                if checkpointer:
-                    kept = (f"; the last good checkpoint is minibatch {last_saved} in {checkpointer.directory}"
-                            if last_saved else "; no checkpoint had been saved yet")
-                raise FloatingPointError(
-                    f"non-finite training loss ({loss}) at minibatch {global_step + 1} (epoch {epoch + 1})"
-                    f"{kept}; lower --learning_rate.")
-            train_time += time.time() - tick
-            trained_examples += config.batch_size
-            first_loss = loss if first_loss is None else first_loss
-            epoch_losses.append(loss)
-            interval_losses.append(loss)
-            done = global_step + 1
-            totals = totals_so_far()
-            throughput = totals["trained_examples"] / max(totals["train_time_s"], 1e-9)
-            logged = done % config.log_every == 0 and index != steps_per_epoch - 1
-            meter.update(config.batch_size, f"loss {np.mean(interval_losses):.4f}  run ETA {eta(done)}", force=logged)
-            if logged:
-                if outputs:
-                    outputs.log_step(done, epoch + 1, float(np.mean(interval_losses)), throughput)
-                interval_losses = []
-            if index == steps_per_epoch - 1:
-                meter.close()
-                meter = None
-                eval_skipped = []
-                accuracy = evaluate(params, test_set, eval_batch, parallel.model_state(net, opt_state),
-                                    data_loader.resolve_workers(config.data_workers, test_set), eval_skipped)
-                skipped.note(eval_skipped)
-                rates = [round(float(r), 4) for r in metrics.firing_rates]
-                history.append({"step": done, "epoch": epoch + 1, "train_loss": float(np.mean(epoch_losses)),
-                                "test_accuracy": accuracy, "firing_rates": rates,
-                                "examples_per_second": throughput})
-                epoch_losses, interval_losses = [], []
-                _log(f"epoch {epoch + 1:3d}/{config.epochs}  loss {history[-1]['train_loss']:.4f}  "
-                     f"test accuracy {accuracy:.4f}  firing {rates}  {throughput:7.1f} examples/s  "
-                     f"{time.time() - started:6.1f} s  ETA {eta(done)}")
-                if outputs:
-                    outputs.log_epoch(history[-1])
-                found = learning_monitor.learning_warnings(history, first_loss, train_set.num_classes)
-                for kind in found.keys() - warned:
-                    _log(found[kind])
-                warned.update(found)
-            if checkpointer and (done % config.checkpoint_every == 0 or done == total_steps):
-                with checkpoints.interrupts_deferred():  # Ctrl-C: after the save, which it then names
-                    checkpointer.save(done, {"params": params, "opt_state": opt_state},
-                                      {"history": history, "epoch_losses": epoch_losses, "first_loss": first_loss,
-                                       "totals": totals_so_far(), "data": _data_state(batches, done),
-                                       "skipped_examples": skipped.all()})
-                    last_saved = done
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(_interrupted(config.workdir, at, total_steps, last_saved)) from None
-    finally:
-        if meter is not None:
-            meter.close()
-        batches.close()
-        if checkpointer:
-            checkpointer.close()
-        if outputs:
-            outputs.flush()
-    totals = totals_so_far()
-    results = {
+def _results(config: ExperimentConfig, loop: training_loop.TrainingLoop, num_devices: int, num_classes: int,
+             skipped: SkippedExamples) -> dict:
+    """results.json of a trained run (before the energy figures `_finish` adds)."""
+    totals, history = loop.totals(), loop.history
+    trained = totals["trained_examples"]
+    return {
         **config.as_flags(),
         "model": config.model_name,
         "gradient_clip": config.gradient_clip,
@@ -471,46 +416,44 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         "test_accuracy_history": [h["test_accuracy"] for h in history],
         # Summed over every attempt of a resumed run (from the checkpoint metadata), so a resumed
         # run reports the figures of an uninterrupted one.
-        "examples_per_second": (totals["trained_examples"] / max(totals["train_time_s"], 1e-9)
-                                if totals["trained_examples"] else None),
-        "time_per_epoch_s": totals["train_time_s"] / len(history) if totals["trained_examples"] else None,
+        "examples_per_second": trained / max(totals["train_time_s"], 1e-9) if trained else None,
+        "time_per_epoch_s": totals["train_time_s"] / len(history) if trained else None,
         "compile_time_s": totals["compile_time_s"],
-        "peak_memory_bytes": memory.get("peak_bytes"),
-        "compiled_memory": memory,
+        "peak_memory_bytes": loop.memory.get("peak_bytes"),
+        "compiled_memory": loop.memory,
         # Start-up included, summed over attempts: each earlier attempt up to its last checkpoint.
         "wall_time_s": totals["wall_time_s"],
         "device_kind": jax.devices()[0].device_kind,
         "skipped_examples": skipped.all(),  # unreadable examples --skip_bad_examples replaced, over all attempts
         # Recomputed from the whole history, so a resumed or rerun run reports the same warnings.
-        "warnings": list(learning_monitor.learning_warnings(history, first_loss, train_set.num_classes).values()),
+        "warnings": list(learning_monitor.learning_warnings(history, loop.first_loss, num_classes).values()),
     }
-    if parallel.model_state(net, opt_state) is not None:  # evaluated with the trained running statistics
-        eval_net = eval_net.bind_model_state(jax.device_get(parallel.model_state(net, opt_state)))
-    if lead:  # synaptic operations and energy per inference on the test set (safjax.energy)
-        results.update(_energy_results(eval_net, method.network_params(params), test_set, to_time_major,
-                                       config.eval_batch_size))
+
+
+def _finish(config: ExperimentConfig, loop: training_loop.TrainingLoop, setup: RunSetup, test_set, to_time_major,
+            outputs, results: dict) -> None:
+    """Add the energy figures to ``results`` (process 0) and write results.json and plots (with a
+    workdir), from the trained params (evaluated with the trained running statistics, if any)."""
+    eval_net = setup.eval_net
+    model_state = parallel.model_state(setup.net, loop.opt_state)
+    if model_state is not None:
+        eval_net = eval_net.bind_model_state(jax.device_get(model_state))
+    params = setup.method.network_params(loop.params)
+    if jax.process_index() == 0:  # synaptic operations and energy per inference on the test set (safjax.energy)
+        results.update(_energy_results(eval_net, params, test_set, to_time_major, config.eval_batch_size))
     if outputs:
-        spikes = _example_spikes(eval_net, method.network_params(params), test_set, to_time_major)
-        outputs.finish(results, history, spikes, _layer_names(eval_net), title=run_outputs.run_title(results))
-    elapsed = time.time() - started
-    earlier = f"; {before.get('wall_time_s', 0.0) + elapsed:.1f} s over all attempts" if first_step else ""
-    _log(f"final test accuracy: {results['test_accuracy']:.4f} (wall time {elapsed:.1f} s including "
-         f"start-up: compilation {compile_time if compiled else 0.0:.1f} s, training {train_time:.1f} s{earlier})")
-    return results
+        spikes = _example_spikes(eval_net, params, test_set, to_time_major)
+        outputs.finish(results, history=loop.history, spikes=spikes, layer_names=_layer_names(eval_net),
+                       title=run_outputs.run_title(results))
 
 
-def _data_state(batches: data_loader.TrainBatches, next_step: int) -> dict:
-    """What a checkpoint keeps of the input pipeline: its grain iterator state (the position of
-    minibatch ``next_step``) and the worker and process counts that state is valid for."""
-    return {"next_step": next_step, "workers": batches.workers, "processes": jax.process_count(),
-            "iterator": batches.state()}
-
-
-def _train_batches(config: ExperimentConfig, train_set, first_step: int, total_steps: int, rows: slice,
-                   workers: int, transfer, saved: dict | None) -> data_loader.TrainBatches:
+def _train_batches(config: ExperimentConfig, train_set, first_step: int, total_steps: int, workers: int,
+                   transfer, saved: dict | None) -> data_loader.TrainBatches:
     """The run's minibatches from ``first_step`` on: from the checkpoint's iterator state ``saved``
-    (`_data_state`) when it was saved with this many workers and processes, else started at
+    (`training_loop.data_state`) when it was saved with this many workers and processes, else started at
     ``first_step`` (the same minibatches: each is a function of (seed, step) alone)."""
+
+    rows = input_pipeline.process_rows(config.batch_size, jax.process_index(), jax.process_count())
 
     def start(state):
         return data_loader.train_batches(train_set, batch_size=config.batch_size, seed=config.seed,
@@ -524,18 +467,6 @@ def _train_batches(config: ExperimentConfig, train_set, first_step: int, total_s
              f"{saved.get('processes')} process(es), this run has {workers} and {jax.process_count()}: the "
              f"pipeline restarts at minibatch {first_step} (the same minibatches).")
     return start(saved["iterator"] if usable else None)
-
-
-def _memory_figures(compiled) -> dict:
-    """Per-device bytes of the compiled step (XLA's memory analysis; deterministic)."""
-    analysis = compiled.memory_analysis()
-    if analysis is None:
-        return {}
-    figures = {"temp_bytes": int(analysis.temp_size_in_bytes),
-               "argument_bytes": int(analysis.argument_size_in_bytes),
-               "output_bytes": int(analysis.output_size_in_bytes)}
-    figures["peak_bytes"] = sum(figures.values())
-    return figures
 
 
 def _layer_names(net) -> list[str]:
