@@ -35,6 +35,7 @@ from safjax.engine.flax_model import FlaxModel
 from safjax.checkpoints import Checkpointer
 from safjax.experiment_config import ExperimentConfig
 from safjax.run_outputs import RESULTS_FILE, RunOutputs
+from safjax.skipped_examples import SkippedExamples
 
 __all__ = ["ExperimentConfig", "train_and_evaluate"]
 
@@ -158,24 +159,6 @@ def _disk_full(workdir: str) -> run_outputs.DiskFullError:
         "copy the workdir to another disk, and rerun the same command to resume from its newest checkpoint.")
 
 
-class SkippedExamples:
-    """The unreadable examples a run skipped (``--skip_bad_examples``): each logged once, in one line.
-    With several processes, those of process 0's rows (each process reads its own rows)."""
-
-    def __init__(self, log):
-        self.seen: set[str] = set()
-        self._log = log
-
-    def note(self, reasons) -> None:
-        for reason in reasons:
-            if reason not in self.seen:
-                self.seen.add(reason)
-                self._log(f"skipped (--skip_bad_examples): {reason}")
-
-    def all(self) -> list[str]:
-        return sorted(self.seen)
-
-
 class RunSetup(NamedTuple):
     """What a run starts from (before any checkpoint is restored)."""
 
@@ -284,8 +267,7 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         math.ceil(config.eval_batch_size / num_devices) * num_devices, train_set.num_classes)
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
     resumed = _resume(config, checkpointer, setup, total_steps)
-    skipped = SkippedExamples(_log)
-    skipped.seen.update(resumed.skipped)
+    skipped = SkippedExamples(_log, earlier=resumed.skipped)
     outputs = _start_outputs(config, num_devices, resumed.first_step, total_steps)
     params, opt_state = parallel.replicate((resumed.params, resumed.opt_state), mesh)
     workers = data_loader.resolve_workers(config.data_workers, train_set)

@@ -68,7 +68,7 @@ class TrainingLoop:
 
     ``step``: `parallel.make_parallel_train_step`'s result; ``minibatch_key(k)``: minibatch k's
     random key; ``checkpointer``/``outputs``: None without a workdir (``outputs`` also on processes
-    other than 0); ``skipped``: `trainer.SkippedExamples`; ``started``: the process's start
+    other than 0); ``skipped``: `safjax.skipped_examples.SkippedExamples`; ``started``: the process's start
     (`time.time()`), for the wall time; ``log``: prints on process 0.
     """
 

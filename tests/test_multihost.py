@@ -33,11 +33,14 @@ def _free_port() -> int:
 @pytest.mark.parametrize("data", ["digits", "streamed image folder"])
 def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path, data):
     """On a streamed image folder each process runs its own data worker process (the single
-    process: threads), and each reads its own rows' files."""
+    process: threads), and each reads its own rows' files; its unreadable files, skipped, are
+    reported by process 0 whichever process's rows held them."""
     command = [sys.executable, "-m", "experiments.train"] + FLAGS
     workers_flag = []
     if data != "digits":
-        command += streamed_folder.write(tmp_path / "images")
+        command += streamed_folder.write(tmp_path / "images") + ["--skip_bad_examples"]
+        for label, index in [(0, 3), (0, 17), (1, 8), (1, 30), (2, 1), (2, 25)]:  # 6 of 120 train files
+            (tmp_path / "images" / "train" / f"class{label}" / f"{index:02d}.png").write_bytes(b"")
         workers_flag = ["--data_workers=1"]
     port = _free_port()
     workers = [
@@ -59,3 +62,5 @@ def test_two_processes_train_like_one_process_with_the_same_devices(tmp_path, da
     # Same global batches, same devices: only the all-reduce's summation order may differ.
     np.testing.assert_allclose(two["train_loss_history"], one["train_loss_history"], rtol=1e-6)
     assert two["test_accuracy"] == one["test_accuracy"]
+    assert two["skipped_examples"] == one["skipped_examples"]
+    assert len(one["skipped_examples"]) == (6 if data != "digits" else 0)
