@@ -18,9 +18,10 @@ class SkippedExamples:
     """One-line reasons of the skipped examples (`safjax.datasets.bad_example.BadExample`), each
     logged once by ``log`` when first seen."""
 
-    def __init__(self, log: Callable[[str], None], earlier: Iterable[str] = ()):
-        self.seen: set[str] = set(earlier)  # those of earlier attempts (already logged then)
+    def __init__(self, log: Callable[[str], None], earlier: Iterable[str] = (), gather: bool = False):
+        self.seen: set[str] = set(earlier)  # those of earlier attempts (logged by their process 0)
         self._log = log
+        self._gather = gather and jax.process_count() > 1
 
     def note(self, reasons: Iterable[str]) -> None:
         for reason in reasons:
@@ -29,9 +30,10 @@ class SkippedExamples:
                 self._log(f"skipped (--skip_bad_examples): {reason}")
 
     def all(self) -> list[str]:
-        """Every process's reasons, sorted. With several processes a collective: every process
-        calls it at the same point of the run (a checkpoint, the results)."""
-        if jax.process_count() > 1:
+        """The reasons, sorted; with ``gather`` (``--skip_bad_examples``) and several processes,
+        every process's: then a collective, which every process calls at the same point of the run
+        (a checkpoint, the results), and process 0 logs the others' reasons there."""
+        if self._gather:
             self.note(every_process(sorted(self.seen)))
         return sorted(self.seen)
 

@@ -77,7 +77,7 @@ def _subset(dataset: datasets.Dataset, size: int, flag: str) -> datasets.Dataset
 
 
 def _make_evaluator(net, network_params, to_time_major, mesh):
-    """``evaluate(params, test_set, batch_size, model_state=None, workers=0) -> accuracy``: every test
+    """``evaluate(params, test_set, batch_size, model_state=None, workers=0, skipped=None) -> accuracy``: every test
     example exactly once, in padded global batches sharded like the training data (each process
     feeds its rows), made by ``workers`` data processes; ``model_state``: the running statistics a
     Flax model's BatchNorm evaluates with; ``skipped``: a list that collects the unreadable examples
@@ -267,17 +267,17 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
         math.ceil(config.eval_batch_size / num_devices) * num_devices, train_set.num_classes)
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
     resumed = _resume(config, checkpointer, setup, total_steps)
-    skipped = SkippedExamples(_log, earlier=resumed.skipped)
+    skipped = SkippedExamples(_log, earlier=resumed.skipped, gather=config.skip_bad_examples)
     outputs = _start_outputs(config, num_devices, resumed.first_step, total_steps)
     params, opt_state = parallel.replicate((resumed.params, resumed.opt_state), mesh)
+    loop = training_loop.TrainingLoop(
+        config, step, setup.net, _minibatch_key(config.seed, mesh), evaluation, steps_per_epoch, total_steps,
+        resumed._replace(params=params, opt_state=opt_state), checkpointer, outputs, skipped, started, _log)
     workers = data_loader.resolve_workers(config.data_workers, train_set)
     batches = _train_batches(config, train_set, resumed.first_step, total_steps, workers, _transfer(step),
                              resumed.data)
     _log_run(config, train_set, test_set, setup.method, steps_per_epoch, num_devices)
-    loop = training_loop.TrainingLoop(
-        config, step, setup.net, _minibatch_key(config.seed, mesh), evaluation, steps_per_epoch, total_steps,
-        resumed._replace(params=params, opt_state=opt_state), checkpointer, outputs, skipped, started, _log)
-    loop.run(batches)
+    loop.run(batches)  # closes the batches and the checkpointer, whatever happens
     results = _results(config, loop, num_devices, train_set.num_classes, skipped)
     _finish(config, loop, setup, test_set, to_time_major, outputs, results)
     elapsed = time.time() - started
