@@ -6,9 +6,7 @@ import contextlib
 import gc
 import logging
 import os
-import signal
 import sys
-import threading
 import tempfile
 import time
 from typing import Any, Callable
@@ -65,25 +63,6 @@ class Checkpointer:
         if steps:
             log(f"no readable checkpoint in {self.directory} ({len(steps)} unreadable): starting from scratch")
         return None
-
-
-@contextlib.contextmanager
-def interrupts_deferred():
-    """Hold Ctrl-C (SIGINT) back until the body ends, then raise its KeyboardInterrupt: a save is
-    then complete (and known to the caller) or not begun, and orbax's writer threads are not left
-    mid-write to print tracebacks at exit. A no-op outside the main thread or under another handler."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-    received = []
-    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if received:
-        raise KeyboardInterrupt
 
 
 def short_reason(error: BaseException, limit: int = 160) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
-from safjax import checkpoints, data_loader, learning_monitor, parallel, progress
+from safjax import ctrl_c, data_loader, learning_monitor, parallel, progress
 from safjax.experiment_config import ExperimentConfig
 
 
@@ -67,8 +67,8 @@ class TrainingLoop:
     ``compile_time``, ``memory``, ``train_time`` (this attempt's seconds in the step) and `totals`.
 
     ``step``: `parallel.make_parallel_train_step`'s result; ``minibatch_key(k)``: minibatch k's
-    random key; ``checkpointer``/``outputs``: None without a workdir (``outputs`` also on processes
-    other than 0); ``skipped``: `safjax.skipped_examples.SkippedExamples`; ``started``: the process's start
+    random key; ``checkpointer``/``outputs``: None without a workdir (``outputs`` None also on
+    processes other than 0); ``skipped``: `safjax.skipped_examples.SkippedExamples`; ``started``: the process's start
     (`time.time()`), for the wall time; ``log``: prints on process 0.
     """
 
@@ -86,7 +86,9 @@ class TrainingLoop:
         self.compiled, self.memory = None, self.before.get("memory", {})
         self.compile_time = self.before.get("compile_time_s", 0.0)
         self.train_time, self.trained_examples = 0.0, 0
-        self.last_saved = self.at = self.first_step  # newest checkpoint; the minibatch in progress
+        # The newest checkpoint; ``at``: minibatches done once the one in progress is (the step
+        # an interrupted run names, a history entry's step, a checkpoint's number).
+        self.last_saved = self.at = self.first_step
         self.loop_start = None  # after compilation: the ETA's clock
         self.warned: set[str] = set()
         self.meter = None
@@ -102,19 +104,13 @@ class TrainingLoop:
                 "compile_time_s": self.compile_time, "memory": self.memory}
 
     def run(self, batches: data_loader.TrainBatches) -> None:
-        """Train every minibatch ``batches`` yields; closes ``batches``, the checkpointer and the
-        outputs whatever happens. Ctrl-C: KeyboardInterrupt with `interrupted_line`; a non-finite
-        loss: FloatingPointError naming the minibatch and the last good checkpoint."""
+        """Train every minibatch ``batches`` yields; closes ``batches`` and the checkpointer and
+        flushes the outputs whatever happens. Ctrl-C (never lost, `safjax.ctrl_c`): KeyboardInterrupt
+        with `interrupted_line`; a non-finite loss: FloatingPointError naming the minibatch and the
+        last good checkpoint."""
         try:
-            for global_step, epoch, index, inputs, labels in batches:
-                if global_step != self.at:  # guards the restored iterator state: never the wrong minibatch
-                    raise ValueError(f"the input pipeline yielded minibatch {global_step + 1} where {self.at + 1} "
-                                     "was due: rerun with another --data_workers to restart it from the checkpoint.")
-                self.at = global_step + 1
-                self._train(global_step, epoch, index, inputs, labels, batches)
-                if index == self.steps_per_epoch - 1:
-                    self._end_epoch(epoch)
-                self._maybe_save(batches)
+            with ctrl_c.kept() as interrupt:
+                self._loop(batches, interrupt)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(interrupted_line(self.config.workdir, self.at, self.total_steps,
                                                      self.last_saved)) from None
@@ -126,6 +122,23 @@ class TrainingLoop:
                 self.checkpointer.close()
             if self.outputs:
                 self.outputs.flush()
+
+    def _loop(self, batches: data_loader.TrainBatches, interrupt) -> None:
+        """`run`'s minibatches; ``interrupt.received``: a Ctrl-C whose KeyboardInterrupt Python
+        swallowed (`safjax.ctrl_c`), raised again here."""
+        for global_step, epoch, index, inputs, labels in batches:
+            if interrupt.received:
+                raise KeyboardInterrupt
+            if global_step != self.at:  # guards the restored iterator state: never the wrong minibatch
+                raise ValueError(f"the input pipeline yielded minibatch {global_step + 1} where {self.at + 1} "
+                                 "was due: rerun with another --data_workers to restart it from the checkpoint.")
+            self.at = global_step + 1
+            self._train(global_step, epoch, index, inputs, labels, batches)
+            if index == self.steps_per_epoch - 1:
+                self._end_epoch(epoch)
+            self._maybe_save(batches)
+        if interrupt.received:
+            raise KeyboardInterrupt
 
     def _compile(self, inputs, labels) -> None:
         tick = time.time()
@@ -213,7 +226,7 @@ class TrainingLoop:
         done = self.at
         if not self.checkpointer or (done % self.config.checkpoint_every and done != self.total_steps):
             return
-        with checkpoints.interrupts_deferred():  # Ctrl-C: after the save, which it then names
+        with ctrl_c.deferred():  # Ctrl-C: after the save, which it then names
             self.checkpointer.save(done, {"params": self.params, "opt_state": self.opt_state},
                                    {"history": self.history, "epoch_losses": self.epoch_losses,
                                     "first_loss": self.first_loss, "totals": self.totals(),
