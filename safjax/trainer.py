@@ -264,7 +264,8 @@ def _train_and_evaluate(config: ExperimentConfig, restart: bool, started: float)
                                              prepare_inputs=to_time_major, donate=True)
     evaluation = training_loop.Evaluation(
         _make_evaluator(setup.eval_net, setup.method.network_params, to_time_major, mesh), test_set,
-        math.ceil(config.eval_batch_size / num_devices) * num_devices, train_set.num_classes)
+        math.ceil(config.eval_batch_size / num_devices) * num_devices,
+        data_loader.resolve_workers(config.data_workers, test_set), train_set.num_classes)
     checkpointer = Checkpointer(os.path.join(config.workdir, "checkpoints")) if config.workdir else None
     resumed = _resume(config, checkpointer, setup, total_steps)
     skipped = SkippedExamples(_log, earlier=resumed.skipped, gather=config.skip_bad_examples)
@@ -317,11 +318,10 @@ def _resume(config: ExperimentConfig, checkpointer: Checkpointer | None, setup: 
             total_steps: int) -> training_loop.Resumed:
     """The run's starting point: its newest readable checkpoint (restored into ``setup``'s params and
     optimizer state), else from scratch; ValueError when the checkpoint is past ``total_steps``."""
-    scratch = training_loop.from_scratch(setup.params, setup.opt_state)
     restored = checkpointer.restore_latest({"params": setup.params, "opt_state": setup.opt_state},
                                            log=_log) if checkpointer else None
     if not restored:
-        return scratch
+        return training_loop.from_scratch(setup.params, setup.opt_state)
     first_step, state, meta = restored
     if first_step > total_steps:
         checkpointer.close()

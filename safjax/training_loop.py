@@ -42,11 +42,13 @@ def from_scratch(params, opt_state) -> Resumed:
 
 class Evaluation(NamedTuple):
     """What the end of an epoch evaluates: ``evaluate`` (`trainer._make_evaluator`) on
-    ``test_set`` in global batches of ``batch_size``; ``num_classes`` for the learning monitor."""
+    ``test_set`` in global batches of ``batch_size``, made by ``workers`` data processes;
+    ``num_classes`` for the learning monitor."""
 
     evaluate: Callable
     test_set: Any
     batch_size: int
+    workers: int
     num_classes: int
 
 
@@ -203,9 +205,9 @@ class TrainingLoop:
         self.meter.close()
         self.meter = None
         evaluation, eval_skipped = self.evaluation, []
-        accuracy = evaluation.evaluate(
-            self.params, evaluation.test_set, evaluation.batch_size, parallel.model_state(self.net, self.opt_state),
-            data_loader.resolve_workers(self.config.data_workers, evaluation.test_set), eval_skipped)
+        accuracy = evaluation.evaluate(self.params, evaluation.test_set, evaluation.batch_size,
+                                       parallel.model_state(self.net, self.opt_state), evaluation.workers,
+                                       eval_skipped)
         self.skipped.note(eval_skipped)
         rates = [round(float(r), 4) for r in self.metrics.firing_rates]
         self.history.append({"step": self.at, "epoch": epoch + 1, "train_loss": float(np.mean(self.epoch_losses)),

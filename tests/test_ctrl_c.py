@@ -2,6 +2,7 @@
 inside a garbage-collection callback, as JAX's runs often) is remembered and prints nothing; a
 save defers it to its end."""
 
+import contextlib
 import gc
 import os
 import signal
@@ -25,23 +26,30 @@ def _collected_unraisable(monkeypatch) -> list:
     return seen
 
 
-def test_a_ctrl_c_swallowed_by_a_gc_callback_is_kept_and_prints_nothing(python_ctrl_c, monkeypatch):
-    unraisable = _collected_unraisable(monkeypatch)
+@contextlib.contextmanager
+def _ctrl_c_inside_the_next_gc_callback():
+    """Yields a list that the next garbage collection's callback fills after sending SIGINT to this
+    process from inside itself, so that Python raises KeyboardInterrupt there and swallows it."""
     fired = []
 
     def callback(phase, info):
         if phase == "start" and not fired:
             fired.append(True)
             os.kill(os.getpid(), signal.SIGINT)
-            sum(range(1000))  # Python runs the handler here, inside the callback, which swallows it
+            sum(range(1000))  # Python runs the handler here, inside the callback
 
     gc.callbacks.append(callback)
     try:
-        with ctrl_c.kept() as interrupt:
-            gc.collect()
-            assert fired and interrupt.received
+        yield fired
     finally:
         gc.callbacks.remove(callback)
+
+
+def test_a_ctrl_c_swallowed_by_a_gc_callback_is_kept_and_prints_nothing(python_ctrl_c, monkeypatch):
+    unraisable = _collected_unraisable(monkeypatch)
+    with _ctrl_c_inside_the_next_gc_callback() as fired, ctrl_c.kept() as interrupt:
+        gc.collect()
+        assert fired and interrupt.received
     assert unraisable == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -49,18 +57,9 @@ def test_a_ctrl_c_swallowed_by_a_gc_callback_is_kept_and_prints_nothing(python_c
 def test_without_kept_the_same_ctrl_c_is_lost(python_ctrl_c, monkeypatch):
     """What `kept` is for: Python alone loses the interrupt and reports it as unraisable."""
     unraisable = _collected_unraisable(monkeypatch)
-
-    def callback(phase, info):
-        if phase == "start" and not unraisable:
-            os.kill(os.getpid(), signal.SIGINT)
-            sum(range(1000))
-
-    gc.callbacks.append(callback)
-    try:
+    with _ctrl_c_inside_the_next_gc_callback() as fired:
         gc.collect()  # no KeyboardInterrupt reaches here
-    finally:
-        gc.callbacks.remove(callback)
-    assert [info.exc_type for info in unraisable] == [KeyboardInterrupt]
+    assert fired and [info.exc_type for info in unraisable] == [KeyboardInterrupt]
 
 
 def test_a_save_defers_ctrl_c_to_its_end_and_the_loop_still_knows(python_ctrl_c):
